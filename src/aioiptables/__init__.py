@@ -1,0 +1,42 @@
+"""aioiptables: keep Linux iptables and ip6tables rules in a desired state, asynchronously.
+
+Works under asyncio and trio (through anyio), runs the real iptables binaries
+as subprocesses, and counts every process it spawns.
+
+>>> from aioiptables import Client, Controller, Rule, RuleSet   # doctest: +SKIP
+"""
+
+from .cache import RuleCache
+from .client import Binaries, Client
+from .controller import Controller
+from .errors import IPTablesError, IPTablesNotFoundError, IPTablesTimeoutError, InvalidRuleError
+from .fake import FakeClient, FakeRunner
+from .model import Chain, Protocol, Rule, RuleSet
+from .parse import ChainListing
+from .plan import TablePlan, plan
+from .runner import Completed, ProcessRunner, Runner
+
+__all__ = [
+    "Binaries",
+    "Chain",
+    "ChainListing",
+    "Client",
+    "Completed",
+    "Controller",
+    "FakeClient",
+    "FakeRunner",
+    "IPTablesError",
+    "IPTablesNotFoundError",
+    "IPTablesTimeoutError",
+    "InvalidRuleError",
+    "ProcessRunner",
+    "Protocol",
+    "Rule",
+    "RuleCache",
+    "RuleSet",
+    "Runner",
+    "TablePlan",
+    "plan",
+]
+
+__version__ = "0.1.0"

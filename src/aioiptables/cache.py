@@ -1,0 +1,192 @@
+"""A lazy cache of what iptables holds, with in-flight dedup.
+
+Rather than one ``iptables -C`` process per rule, the cache lists a chain once
+(``iptables -S CHAIN``) and a table's chains once (``iptables -S``), and
+answers every later question from those listings.
+
+Concurrent callers that need the same listing share one in-flight
+:class:`anyio.Future`: one process however many callers. A failed listing
+reaches every waiter and is not cached. If the caller that started a listing
+is cancelled, its process is killed and one of the waiters starts the listing
+again, so nobody hangs and nothing stale is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Protocol as TypingProtocol, TypeVar
+
+import anyio
+
+from .errors import IPTablesError
+from .model import Chain, Protocol, Rule
+from .parse import ChainListing, parse_listing
+
+__all__ = ["RuleCache", "ListingClient"]
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class ListingClient(TypingProtocol):
+    """What the cache needs of a client (a :class:`~aioiptables.Client` or
+    :class:`~aioiptables.FakeClient`)."""
+
+    proto: Protocol
+
+    async def list(self, table: str, chain: str) -> list[str]: ...
+
+    async def list_chains(self, table: str) -> list[str]: ...
+
+
+class RuleCache:
+    """Answers "does this rule or chain exist?" from as few listings as possible.
+
+    >>> cache = RuleCache(v4_client, v6_client)            # doctest: +SKIP
+    >>> await cache.exists(Rule.ipv4("filter", "INPUT", "-j", "ACCEPT"))  # doctest: +SKIP
+    True
+
+    - A rule query lists its chain once (one process per chain); a chain that
+      does not exist reads as an empty chain.
+    - A chain query lists its table's chains once (one process per table),
+      unless a listing of that chain has already shown it exists.
+    - Listing a chain says nothing about the table's other chains: a later
+      chain query on that table still lists the table.
+    """
+
+    def __init__(self, *clients: ListingClient) -> None:
+        self._clients: dict[Protocol, ListingClient] = {}
+        for client in clients:
+            if client.proto in self._clients:
+                raise ValueError(f"two clients for {client.proto}")
+            self._clients[client.proto] = client
+        self._tables: dict[tuple[Protocol, str], frozenset[str]] = {}
+        self._chains: dict[tuple[Protocol, str, str], ChainListing] = {}
+        # ("chain", proto, table, chain) or ("table", proto, table, None)
+        self._inflight: dict[tuple[Any, ...], anyio.Future[Any]] = {}
+
+    def client(self, proto: Protocol) -> ListingClient:
+        """The client this cache uses for ``proto``."""
+        try:
+            return self._clients[proto]
+        except KeyError:
+            raise ValueError(f"this cache has no client for {proto}") from None
+
+    async def exists(self, item: Rule | Chain) -> bool:
+        """Whether the rule (by its spec) or the chain exists."""
+        if isinstance(item, Chain):
+            known = self._chains.get((item.proto, item.table, item.name))
+            if known is not None and known.exists:
+                return True
+            return item.name in await self.table_chains(item.proto, item.table)
+        if isinstance(item, Rule):
+            listing = await self.listing(item.proto, item.table, item.chain)
+            return listing.has(item.spec)
+        raise TypeError(f"expected a Rule or a Chain, not {item!r}")
+
+    async def listing(self, proto: Protocol, table: str, chain: str) -> ChainListing:
+        """The rules of one chain, listed at most once (one process)."""
+        key = (proto, table, chain)
+
+        async def fetch() -> ChainListing:
+            client = self.client(proto)
+            try:
+                lines = await client.list(table, chain)
+            except IPTablesError as exc:
+                if exc.is_not_exist:
+                    return ChainListing(proto, table, chain, exists=False)
+                raise
+            return ChainListing(proto, table, chain, exists=True, specs=parse_listing(lines, chain))
+
+        return await self._shared(("chain", *key), self._chains, key, fetch)
+
+    async def table_chains(self, proto: Protocol, table: str) -> frozenset[str]:
+        """The names of every chain in a table, listed at most once (one process)."""
+        key = (proto, table)
+
+        async def fetch() -> frozenset[str]:
+            return frozenset(await self.client(proto).list_chains(table))
+
+        return await self._shared(("table", *key, None), self._tables, key, fetch)
+
+    def put(self, listing: ChainListing) -> None:
+        """Record what a chain now holds, for a caller that has just written it."""
+        self._chains[(listing.proto, listing.table, listing.chain)] = listing
+
+    def invalidate(
+        self, table: str | None = None, chain: str | None = None, *, proto: Protocol | None = None
+    ) -> None:
+        """Forget what is known: everything, one table, or one chain of a table.
+
+        Listings in flight for what is forgotten still answer their waiters,
+        but their result is not stored.
+        """
+
+
+        def hit(p: Protocol, t: str, c: str | None) -> bool:
+            # c is None for what concerns a whole table (its chain names).
+            return (
+                (proto is None or p is proto)
+                and (table is None or t == table)
+                and (chain is None or c is None or c == chain)
+            )
+
+        _drop(self._tables, lambda k: hit(k[0], k[1], None))
+        _drop(self._chains, lambda k: hit(*k))
+        _drop(self._inflight, lambda k: hit(k[1], k[2], k[3]))
+
+    async def _shared(
+        self,
+        flight_key: tuple[Any, ...],
+        store: dict[Any, T],
+        key: Hashable,
+        fetch: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Return ``store[key]``, fetching it once however many callers ask."""
+        while True:
+            if key in store:
+                return store[key]
+            future = self._inflight.get(flight_key)
+            if future is None:
+                return await self._lead(flight_key, store, key, fetch)
+            await future.wait()
+            if future.status is anyio.Future.Status.CANCELLED:
+                continue  # its leader was cancelled: the next caller leads
+            error = future.exception
+            if error is not None:
+                raise error
+            result: T = future.return_value
+            return result
+
+    async def _lead(
+        self,
+        flight_key: tuple[Any, ...],
+        store: dict[Any, T],
+        key: Hashable,
+        fetch: Callable[[], Awaitable[T]],
+    ) -> T:
+        future: anyio.Future[T] = anyio.Future()
+        self._inflight[flight_key] = future
+        try:
+            value = await fetch()
+        except Exception as exc:
+            future.exception = exc
+            raise
+        except BaseException:
+            # Cancelled: wake the waiters so one of them lists again.
+            future.cancel()
+            raise
+        finally:
+            current = self._inflight.get(flight_key) is future
+            if current:
+                del self._inflight[flight_key]
+        if current:
+            store[key] = value
+        future.return_value = value
+        return value
+
+
+def _drop(mapping: dict[K, Any], doomed: Callable[[K], bool]) -> None:
+    # In place: a listing in flight holds a reference to the dict it fills.
+    for key in [k for k in mapping if doomed(k)]:
+        del mapping[key]

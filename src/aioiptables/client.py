@@ -1,0 +1,298 @@
+"""iptables operations as argv lists, results as values.
+
+A :class:`Client` speaks to one protocol's binaries (``iptables`` or
+``ip6tables``) through one :class:`~aioiptables.runner.Runner`. Every method
+validates its arguments before any process runs, spawns exactly the processes
+its docstring says, and raises :class:`IPTablesError` for a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+from .errors import IPTablesError
+from .model import (
+    Protocol,
+    is_builtin_chain,
+    validate_chain_name,
+    validate_position,
+    validate_spec,
+    validate_table,
+)
+from .runner import Completed, ProcessRunner, Runner
+
+__all__ = ["Client", "Binaries", "BackendName"]
+
+logger = logging.getLogger("aioiptables")
+
+BackendName = Literal["auto", "nft", "legacy"]
+
+# Where iptables lives when root's PATH is not set up (cron, systemd units).
+_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """The three programs a client runs for one protocol and backend."""
+
+    iptables: str
+    save: str
+    restore: str
+
+    @classmethod
+    def for_backend(cls, proto: Protocol, backend: BackendName) -> Binaries:
+        """The standard names, e.g. ``ip6tables-legacy-save`` for IPv6 legacy."""
+        base = proto.command
+        infix = "" if backend == "auto" else f"-{backend}"
+        return cls(
+            _which(f"{base}{infix}"),
+            _which(f"{base}{infix}-save"),
+            _which(f"{base}{infix}-restore"),
+        )
+
+
+def _which(name: str) -> str:
+    path = os.environ.get("PATH", "")
+    found = shutil.which(name, path=os.pathsep.join([path, *_SBIN]))
+    return found or name
+
+
+def _detect_backend(binary: str) -> Literal["nft", "legacy"]:
+    """Which backend a binary drives, from the file it resolves to.
+
+    ``iptables`` is a symlink (often through update-alternatives) to
+    ``xtables-nft-multi`` or ``xtables-legacy-multi``; releases before 1.8
+    had only the legacy backend. Costs no process.
+    """
+    real = os.path.basename(os.path.realpath(binary))
+    return "nft" if "nft" in real else "legacy"
+
+
+class Client:
+    """Runs iptables (or ip6tables) commands for one protocol.
+
+    >>> client = Client(Protocol.IPV4, netns="test")   # doctest: +SKIP
+    >>> await client.append_unique("filter", "INPUT", "-j", "ACCEPT")  # doctest: +SKIP
+    >>> client.calls                                    # doctest: +SKIP
+    2
+
+    Args:
+        proto: IPv4 runs ``iptables``, IPv6 runs ``ip6tables``.
+        backend: ``"auto"`` (the system's default binaries), ``"nft"`` or
+            ``"legacy"`` (the ``-nft``/``-legacy`` binaries).
+        netns: a network namespace name (as ``ip netns`` names it) or a path
+            to a namespace file; every process then runs inside it.
+        wait: seconds to wait for the xtables lock (``-w``); ``None`` or 0
+            does not wait.
+        timeout: each process is killed past this many seconds.
+        runner: the process runner (default: a :class:`ProcessRunner`).
+        binaries: the programs to run, overriding ``backend``'s names.
+        retries: how often a command that failed with exit status 4 (lock
+            held, resource busy) is tried again, with a short backoff.
+    """
+
+    def __init__(
+        self,
+        proto: Protocol = Protocol.IPV4,
+        *,
+        backend: BackendName = "auto",
+        netns: str | None = None,
+        wait: float | None = 5.0,
+        timeout: float = 30.0,
+        runner: Runner | None = None,
+        binaries: Binaries | None = None,
+        retries: int = 2,
+        max_concurrency: int = 4,
+    ) -> None:
+        if not isinstance(proto, Protocol):
+            raise ValueError(f"proto must be a Protocol, not {proto!r}")
+        if backend not in ("auto", "nft", "legacy"):
+            raise ValueError(f"backend must be 'auto', 'nft' or 'legacy', not {backend!r}")
+        self.proto = proto
+        self.netns = netns
+        self.wait = wait
+        self.timeout = timeout
+        self.retries = retries
+        self.binaries = binaries or Binaries.for_backend(proto, backend)
+        self.backend: Literal["nft", "legacy"] = (
+            backend if backend != "auto" else _detect_backend(self.binaries.iptables)
+        )
+        self.runner = runner or ProcessRunner(netns=netns, max_concurrency=max_concurrency)
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        where = f", netns={self.netns!r}" if self.netns else ""
+        return f"Client({self.proto}, backend={self.backend!r}{where})"
+
+    # -- running -----------------------------------------------------------
+
+    async def _run(self, argv: Sequence[str], *, input: bytes | None = None) -> Completed:
+        """Run one command, retrying exit status 4, raising on failure."""
+        for attempt in range(self.retries + 1):
+            self.calls += 1
+            done = await self.runner.run(argv, input=input, timeout=self.timeout)
+            if done.exit_status == 0:
+                return done
+            error = IPTablesError(done.argv, done.exit_status, done.stderr)
+            if not error.is_resource_problem or attempt == self.retries:
+                raise error
+            logger.info("%s; retrying", error, extra={"argv": done.argv, "attempt": attempt + 1})
+            await anyio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_args(self) -> list[str]:
+        if not self.wait:
+            return []
+        return ["-w", str(math.ceil(self.wait))]
+
+    def _argv(self, table: str, *args: str) -> list[str]:
+        return [self.binaries.iptables, *self._wait_args(), "-t", validate_table(table), *args]
+
+    async def _command(self, table: str, *args: str) -> Completed:
+        return await self._run(self._argv(table, *args))
+
+    # -- rules -------------------------------------------------------------
+
+    async def exists(self, table: str, chain: str, *spec: str) -> bool:
+        """Whether the rule exists (``-C``; one process).
+
+        False only when iptables says the rule, chain or target does not
+        exist; a busy lock or any other failure raises.
+        """
+        try:
+            await self._command(table, "-C", validate_chain_name(chain), *validate_spec(spec))
+        except IPTablesError as exc:
+            if exc.is_not_exist:
+                return False
+            raise
+        return True
+
+    async def append(self, table: str, chain: str, *spec: str) -> None:
+        """Append the rule to the chain (``-A``; one process)."""
+        await self._command(table, "-A", validate_chain_name(chain), *validate_spec(spec))
+
+    async def append_unique(self, table: str, chain: str, *spec: str) -> None:
+        """Append the rule unless it exists (one process, two when appending)."""
+        if not await self.exists(table, chain, *spec):
+            await self.append(table, chain, *spec)
+
+    async def insert(self, table: str, chain: str, pos: int, *spec: str) -> None:
+        """Insert the rule at position ``pos`` (1 is the top; ``-I``; one process)."""
+        await self._command(
+            table, "-I", validate_chain_name(chain), str(validate_position(pos)), *validate_spec(spec)
+        )
+
+    async def insert_unique(self, table: str, chain: str, pos: int, *spec: str) -> None:
+        """Insert the rule at ``pos`` unless it exists anywhere in the chain."""
+        validate_position(pos)
+        if not await self.exists(table, chain, *spec):
+            await self.insert(table, chain, pos, *spec)
+
+    async def delete(self, table: str, chain: str, *spec: str) -> None:
+        """Delete the first rule matching ``spec`` (``-D``; one process)."""
+        await self._command(table, "-D", validate_chain_name(chain), *validate_spec(spec))
+
+    async def delete_if_exists(self, table: str, chain: str, *spec: str) -> bool:
+        """Delete the rule if it exists; True if it did. One process: the
+        delete itself, whose "does not exist" answer is the check."""
+        try:
+            await self.delete(table, chain, *spec)
+        except IPTablesError as exc:
+            if exc.is_not_exist:
+                return False
+            raise
+        return True
+
+    async def list(self, table: str, chain: str) -> list[str]:
+        """The lines of ``iptables -t TABLE -S CHAIN`` (one process).
+
+        The first line is ``-N CHAIN`` for a user chain or ``-P CHAIN POLICY``
+        for a builtin one; the others are ``-A CHAIN ...`` rules.
+        """
+        done = await self._command(table, "-S", validate_chain_name(chain))
+        return _lines(done.stdout)
+
+    # -- chains ------------------------------------------------------------
+
+    async def list_chains(self, table: str) -> list[str]:
+        """The names of every chain in the table, builtin first (one process)."""
+        done = await self._command(table, "-S")
+        names = []
+        for line in _lines(done.stdout):
+            head, _, rest = line.partition(" ")
+            if head in ("-P", "-N"):
+                names.append(rest.split(" ", 1)[0])
+        return names
+
+    async def chain_exists(self, table: str, chain: str) -> bool:
+        """Whether the chain exists (one process: the table's chain list)."""
+        return validate_chain_name(chain) in await self.list_chains(table)
+
+    async def new_chain(self, table: str, chain: str) -> None:
+        """Create a user chain (``-N``; one process); fails if it exists."""
+        await self._command(table, "-N", validate_chain_name(chain))
+
+    async def clear_chain(self, table: str, chain: str) -> None:
+        """Empty the chain, creating it if missing (one process).
+
+        A user chain is declared in an iptables-restore ``--noflush`` payload,
+        which creates it or flushes it in one step; a builtin chain is flushed.
+        """
+        validate_chain_name(chain)
+        if is_builtin_chain(validate_table(table), chain):
+            await self._command(table, "-F", chain)
+        else:
+            await self.restore(f"*{table}\n:{chain} - [0:0]\nCOMMIT\n")
+
+    async def delete_chain(self, table: str, chain: str) -> None:
+        """Delete an empty, unreferenced user chain (``-X``; one process)."""
+        await self._command(table, "-X", validate_chain_name(chain))
+
+    async def rename_chain(self, table: str, old: str, new: str) -> None:
+        """Rename a user chain (``-E``; one process)."""
+        await self._command(table, "-E", validate_chain_name(old), validate_chain_name(new))
+
+    async def set_policy(self, table: str, chain: str, target: str) -> None:
+        """Set a builtin chain's policy (``-P``; one process)."""
+        await self._command(table, "-P", validate_chain_name(chain), *validate_spec([target]))
+
+    # -- whole tables ------------------------------------------------------
+
+    async def save(self, table: str) -> str:
+        """The ``iptables-save -t TABLE`` text of one table (one process).
+
+        A table the tool cannot represent (rules written by ``nft`` itself,
+        or by a newer iptables) raises rather than reading as empty.
+        """
+        argv = [self.binaries.save, "-t", validate_table(table)]
+        done = await self._run(argv)
+        for line in done.stdout.splitlines():
+            if line.startswith("# Table") and "incompatible" in line:
+                raise IPTablesError(argv, done.exit_status, line)
+        return done.stdout
+
+    async def restore(self, payload: str, *, noflush: bool = True) -> None:
+        """Feed ``payload`` to one ``iptables-restore`` process.
+
+        Each table section (``*table`` ... ``COMMIT``) is applied atomically.
+        With ``noflush`` (the default) tables are changed, not replaced.
+        """
+        if "\0" in payload:
+            raise ValueError("restore payload must not contain NUL")
+        argv = [self.binaries.restore, *self._wait_args()]
+        if noflush:
+            argv.append("--noflush")
+        await self._run(argv, input=payload.encode())
+
+
+def _lines(text: str) -> list[str]:
+    # Warnings such as "# Warning: iptables-legacy tables present" are not rules.
+    return [line for line in text.splitlines() if line and not line.startswith("#")]

@@ -1,0 +1,118 @@
+"""The error types callers act on.
+
+This module sits below everything else: it imports nothing from the package, so
+the model can raise :class:`InvalidRuleError` and the client can raise
+:class:`IPTablesError` without any cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "IPTablesError",
+    "IPTablesNotFoundError",
+    "IPTablesTimeoutError",
+    "InvalidRuleError",
+]
+
+# Exit status iptables uses for "resource problem": the xtables lock is held,
+# the kernel refused (EBUSY, ENOMEM). Never a sign that something is missing.
+RESOURCE_EXIT_STATUS = 4
+
+# Fragments of stderr meaning "the chain, rule or target does not exist", as
+# printed by iptables-nft and iptables-legacy from 1.6 to 1.8.10.
+_NOT_EXIST_MARKERS = (
+    "does not exist",
+    "No chain/target/match by that name",
+    "does a matching rule exist in that chain",
+    "is incompatible, use 'nft' tool",
+    "Incompatible with this kernel",
+    "Couldn't load target",
+)
+
+_ALREADY_EXISTS_MARKERS = ("Chain already exists", "File exists")
+
+
+class IPTablesError(Exception):
+    """An iptables process failed.
+
+    Attributes:
+        argv: the command that ran (without any namespace prefix).
+        exit_status: its exit status.
+        stderr: what it printed on standard error, stripped.
+
+    Example:
+        >>> err = IPTablesError(["iptables", "-S", "X"], 1,
+        ...     "iptables: No chain/target/match by that name.")
+        >>> err.is_not_exist
+        True
+    """
+
+    def __init__(self, argv: Sequence[str], exit_status: int, stderr: str) -> None:
+        self.argv: tuple[str, ...] = tuple(argv)
+        self.exit_status = exit_status
+        self.stderr = stderr.strip()
+        super().__init__(
+            f"{' '.join(self.argv)}: exit status {exit_status}: {self.stderr or '(no output)'}"
+        )
+
+    @property
+    def is_not_exist(self) -> bool:
+        """True when the chain, rule or target named does not exist.
+
+        Exit status 4 (lock held, resource problem) is never "not exist", so a
+        busy system is not mistaken for a missing rule.
+        """
+        if self.exit_status == RESOURCE_EXIT_STATUS:
+            return False
+        return any(marker in self.stderr for marker in _NOT_EXIST_MARKERS)
+
+    @property
+    def is_already_exists(self) -> bool:
+        """True when a chain being created exists already."""
+        return any(marker in self.stderr for marker in _ALREADY_EXISTS_MARKERS)
+
+    @property
+    def is_resource_problem(self) -> bool:
+        """True for exit status 4: the xtables lock is held or the kernel is busy."""
+        return self.exit_status == RESOURCE_EXIT_STATUS
+
+
+class IPTablesNotFoundError(IPTablesError, FileNotFoundError):
+    """The iptables binary (or nsenter, or the namespace) is missing.
+
+    The message names what to install or create.
+    """
+
+    def __init__(self, argv: Sequence[str], message: str) -> None:
+        IPTablesError.__init__(self, argv, 127, message)
+
+    @property
+    def is_not_exist(self) -> bool:
+        # A missing program says nothing about rules; never read it as "no rule".
+        return False
+
+
+class IPTablesTimeoutError(IPTablesError, TimeoutError):
+    """An iptables process ran past the client's timeout; it was killed and reaped."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        self.timeout = timeout
+        IPTablesError.__init__(self, argv, -9, f"killed after {timeout:g}s")
+
+    @property
+    def is_not_exist(self) -> bool:
+        return False
+
+
+class InvalidRuleError(ValueError):
+    """A table, chain, spec token or position is not acceptable.
+
+    Raised before any process runs. ``value`` holds the offending value.
+    """
+
+    def __init__(self, what: str, value: object, why: str) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"invalid {what} {value!r}: {why}")

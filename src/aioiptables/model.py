@@ -1,0 +1,234 @@
+"""Values: protocols, rules, chains, rule sets, and their validation.
+
+Everything here is a frozen value checked when it is built, so bad input is
+refused before any process runs and nothing can be half-applied because of it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Union, cast
+
+from .errors import InvalidRuleError
+from .syntax import join_tokens
+
+__all__ = [
+    "Protocol",
+    "Rule",
+    "Chain",
+    "RuleSet",
+    "Item",
+    "TABLES",
+    "BUILTIN_CHAINS",
+    "is_builtin_chain",
+    "validate_table",
+    "validate_chain_name",
+    "validate_spec",
+    "validate_position",
+]
+
+
+class Protocol(enum.Enum):
+    """The IP family a rule belongs to: ``iptables`` or ``ip6tables``."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @property
+    def command(self) -> str:
+        """The base command name: ``iptables`` or ``ip6tables``."""
+        return "iptables" if self is Protocol.IPV4 else "ip6tables"
+
+
+#: The tables iptables knows, with their builtin chains.
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "raw": ("PREROUTING", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+TABLES = frozenset(BUILTIN_CHAINS)
+
+# XT_EXTENSION_MAXNAMELEN is 29 with the terminating NUL.
+_MAX_CHAIN_LEN = 28
+# Control characters (NUL, newline, DEL...) would end or split a restore line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_table(table: str) -> str:
+    """Return ``table`` if iptables has such a table, else raise InvalidRuleError."""
+    if not isinstance(table, str) or table not in TABLES:
+        raise InvalidRuleError("table", table, f"must be one of {', '.join(sorted(TABLES))}")
+    return table
+
+
+def validate_chain_name(name: str) -> str:
+    """Return ``name`` if it is a valid chain name: 1 to 28 printable characters,
+    no whitespace or quotes, not starting with ``-`` or ``!``."""
+    if not isinstance(name, str):
+        raise InvalidRuleError("chain", name, "must be a string")
+    if not 1 <= len(name) <= _MAX_CHAIN_LEN:
+        raise InvalidRuleError("chain", name, f"must be 1 to {_MAX_CHAIN_LEN} characters long")
+    if _CONTROL.search(name) or any(c.isspace() or c in "\"'\\" for c in name):
+        raise InvalidRuleError("chain", name, "must not hold whitespace, quotes or control characters")
+    if name[0] in "-!":
+        raise InvalidRuleError("chain", name, "must not start with '-' or '!'")
+    return name
+
+
+def validate_spec(spec: Iterable[str]) -> tuple[str, ...]:
+    """Return ``spec`` as a tuple of tokens, refusing anything that is not a
+    string or that holds a control character (NUL, newline, ...)."""
+    if isinstance(spec, str):
+        raise InvalidRuleError("spec", spec, "must be a sequence of tokens, not one string")
+    tokens = tuple(spec)
+    for token in tokens:
+        if not isinstance(token, str):
+            raise InvalidRuleError("spec token", token, "must be a string")
+        if _CONTROL.search(token):
+            raise InvalidRuleError("spec token", token, "must not hold control characters")
+    return tokens
+
+
+def validate_position(position: int) -> int:
+    """Return ``position`` if it is a rule number iptables accepts (1 or more)."""
+    if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+        raise InvalidRuleError("position", position, "must be an integer of at least 1")
+    return position
+
+
+def is_builtin_chain(table: str, chain: str) -> bool:
+    """True for chains iptables creates itself, such as ``filter INPUT``."""
+    return chain in BUILTIN_CHAINS.get(table, ())
+
+
+def _proto(value: Protocol) -> Protocol:
+    if not isinstance(value, Protocol):
+        raise InvalidRuleError("protocol", value, "must be Protocol.IPV4 or Protocol.IPV6")
+    return value
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: ``spec`` appended to (or inserted into) ``chain`` of ``table``.
+
+    ``spec`` is the list of argv tokens after the chain, exactly as you would
+    pass them to iptables; it is stored as a tuple, so rules are hashable.
+
+    >>> r = Rule.ipv4("nat", "KILO-NAT", "-s", "10.4.0.0/16", "-j", "MASQUERADE")
+    >>> str(r)
+    'nat -A KILO-NAT -s 10.4.0.0/16 -j MASQUERADE'
+    """
+
+    table: str
+    chain: str
+    spec: tuple[str, ...]
+    proto: Protocol = Protocol.IPV4
+
+    def __post_init__(self) -> None:
+        validate_table(self.table)
+        validate_chain_name(self.chain)
+        object.__setattr__(self, "spec", validate_spec(self.spec))
+        _proto(self.proto)
+
+    @classmethod
+    def ipv4(cls, table: str, chain: str, *spec: str) -> Rule:
+        """An IPv4 rule: ``Rule.ipv4("filter", "INPUT", "-j", "ACCEPT")``."""
+        return cls(table, chain, spec, Protocol.IPV4)
+
+    @classmethod
+    def ipv6(cls, table: str, chain: str, *spec: str) -> Rule:
+        """An IPv6 rule: ``Rule.ipv6("filter", "INPUT", "-j", "ACCEPT")``."""
+        return cls(table, chain, spec, Protocol.IPV6)
+
+    def __str__(self) -> str:
+        head = f"{self.table} -A {self.chain}"
+        return f"{head} {join_tokens(self.spec)}" if self.spec else head
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A user-defined chain ``name`` in ``table``.
+
+    >>> str(Chain.ipv4("nat", "KILO-NAT"))
+    'nat -N KILO-NAT'
+    """
+
+    table: str
+    name: str
+    proto: Protocol = Protocol.IPV4
+
+    def __post_init__(self) -> None:
+        validate_table(self.table)
+        validate_chain_name(self.name)
+        _proto(self.proto)
+
+    @classmethod
+    def ipv4(cls, table: str, name: str) -> Chain:
+        """An IPv4 chain."""
+        return cls(table, name, Protocol.IPV4)
+
+    @classmethod
+    def ipv6(cls, table: str, name: str) -> Chain:
+        """An IPv6 chain."""
+        return cls(table, name, Protocol.IPV6)
+
+    @property
+    def builtin(self) -> bool:
+        """True for a chain iptables creates itself (``INPUT``, ``POSTROUTING``...)."""
+        return is_builtin_chain(self.table, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.table} -N {self.name}"
+
+
+#: What a RuleSet's ``append`` holds.
+Item = Union[Rule, Chain]
+
+
+def _tuple_of(items: Sequence[Item] | Iterable[Item], allowed: tuple[type, ...], what: str) -> tuple[Item, ...]:
+    result = tuple(items)
+    seen: set[Item] = set()
+    for item in result:
+        if not isinstance(item, allowed):
+            raise InvalidRuleError(what, item, f"must be {' or '.join(t.__name__ for t in allowed)}")
+        if item in seen:
+            raise InvalidRuleError(what, item, "appears twice")
+        seen.add(item)
+    return result
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules a :class:`Controller` keeps in place.
+
+    ``append`` holds rules and chains, in order: each rule is kept after the
+    ones before it in the same chain. ``prepend`` holds rules kept at the top
+    of their chains, in the order given.
+
+    >>> RuleSet(append=[Chain.ipv4("nat", "KILO-NAT"),
+    ...                 Rule.ipv4("nat", "KILO-NAT", "-j", "MASQUERADE")])
+    ... # doctest: +ELLIPSIS
+    RuleSet(append=(...), prepend=())
+    """
+
+    append: tuple[Item, ...] = field(default=())
+    prepend: tuple[Rule, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        append = _tuple_of(self.append, (Rule, Chain), "append item")
+        prepend = _tuple_of(self.prepend, (Rule,), "prepend rule")
+        both = set(append) & set(prepend)
+        if both:
+            raise InvalidRuleError("rule", next(iter(both)), "is both appended and prepended")
+        object.__setattr__(self, "append", append)
+        object.__setattr__(self, "prepend", cast("tuple[Rule, ...]", prepend))
+
+    def __iter__(self) -> Iterator[Item]:
+        """Every item: the append items in order, then the prepend rules."""
+        yield from self.append
+        yield from self.prepend

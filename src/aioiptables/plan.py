@@ -1,0 +1,238 @@
+"""Desired rules versus observed chains: the changes, as restore payloads.
+
+A pure function of values. :func:`plan` takes the rule set to keep, the chains
+as listed, and what is no longer wanted, and returns one :class:`TablePlan`
+per (protocol, table) that needs a change. Each plan renders as one
+``iptables-restore --noflush`` payload, so a table's changes land together or
+not at all.
+
+The ordering rules:
+
+- order matters within a chain: the append rules of a chain must appear in the
+  chain in the order given (other rules may sit between them). From the first
+  that is missing or out of order, it and every later append rule *of the same
+  chain* are deleted and appended again; other chains are not touched;
+- prepend rules of a chain keep their order too; a missing one is inserted
+  just after the prepend rule before it, or at position 1 for the first;
+- a chain in the rule set that is missing is created; a chain no longer wanted
+  is flushed and deleted after the rules that may jump to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .model import Chain, Protocol, Rule, RuleSet
+from .parse import ChainListing, RuleKey, rule_key
+from .syntax import join_tokens
+
+__all__ = ["Op", "TablePlan", "plan", "chains_to_read", "ChainKey"]
+
+ChainKey = tuple[Protocol, str, str]
+TableKey = tuple[Protocol, str]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change to a chain, as one line of a restore payload."""
+
+    kind: Literal["create", "delete", "insert", "append", "flush", "remove"]
+    chain: str
+    spec: tuple[str, ...] = ()
+    position: int = 0
+
+    def line(self) -> str:
+        """The iptables-restore line for this change."""
+        spec = f" {join_tokens(self.spec)}" if self.spec else ""
+        if self.kind == "create":
+            return f":{self.chain} - [0:0]"
+        if self.kind == "insert":
+            return f"-I {self.chain} {self.position}{spec}"
+        flag = {"delete": "-D", "append": "-A", "flush": "-F", "remove": "-X"}[self.kind]
+        return f"{flag} {self.chain}{spec}"
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """The changes one table needs, applied as one atomic restore payload."""
+
+    proto: Protocol
+    table: str
+    ops: tuple[Op, ...]
+    #: How each chain touched will read once the payload has landed.
+    after: Mapping[str, ChainListing] = field(default_factory=dict, compare=False)
+
+    @property
+    def payload(self) -> str:
+        """The ``iptables-restore --noflush`` input for these changes."""
+        lines = [f"*{self.table}", *(op.line() for op in self.ops), "COMMIT", ""]
+        return "\n".join(lines)
+
+    def count(self, kind: str) -> int:
+        """How many changes of one kind (``"append"``, ``"delete"``...)."""
+        return sum(1 for op in self.ops if op.kind == kind)
+
+
+def chains_to_read(ruleset: RuleSet, remove: Iterable[Rule | Chain] = ()) -> set[ChainKey]:
+    """Every chain :func:`plan` needs a listing of."""
+    keys: set[ChainKey] = set()
+    for item in [*ruleset, *remove]:
+        if isinstance(item, Chain):
+            keys.add((item.proto, item.table, item.name))
+        else:
+            keys.add((item.proto, item.table, item.chain))
+    return keys
+
+
+@dataclass
+class _Work:
+    """A chain's rules as the payload will have changed them so far."""
+
+    listing: ChainListing
+    keys: list[RuleKey]
+    specs: list[tuple[str, ...]]
+    ops: list[Op]
+
+    def delete_all(self, key: RuleKey) -> None:
+        while key in self.keys:
+            at = self.keys.index(key)
+            # Delete by the spec iptables printed: it is sure to match.
+            self.ops.append(Op("delete", self.listing.chain, self.specs[at]))
+            del self.keys[at], self.specs[at]
+
+    def insert(self, position: int, key: RuleKey, spec: tuple[str, ...]) -> None:
+        self.ops.append(Op("insert", self.listing.chain, spec, position))
+        self.keys.insert(position - 1, key)
+        self.specs.insert(position - 1, spec)
+
+    def append(self, key: RuleKey, spec: tuple[str, ...]) -> None:
+        self.ops.append(Op("append", self.listing.chain, spec))
+        self.keys.append(key)
+        self.specs.append(spec)
+
+    def done(self) -> ChainListing:
+        return ChainListing(
+            self.listing.proto, self.listing.table, self.listing.chain, True, tuple(self.specs)
+        )
+
+
+def _in_order(wanted: Sequence[RuleKey], keys: Sequence[RuleKey]) -> list[int]:
+    """Positions (0-based) of the longest prefix of ``wanted`` found in ``keys``
+    in that order; its length is the index of the first rule out of place."""
+    found: list[int] = []
+    start = 0
+    for key in wanted:
+        try:
+            at = keys.index(key, start)
+        except ValueError:
+            break
+        found.append(at)
+        start = at + 1
+    return found
+
+
+def _keep_prepends(work: _Work, rules: Sequence[Rule]) -> None:
+    wanted = [rule_key(r.spec, r.proto) for r in rules]
+    broken = len(_in_order(wanted, work.keys))
+    if broken == len(wanted):
+        return
+    for key in wanted[broken:]:
+        work.delete_all(key)
+    # Deleting may have shifted the rules that stay: find them again.
+    kept = _in_order(wanted[:broken], work.keys)
+    position = kept[-1] + 2 if kept else 1
+    for offset, rule in enumerate(rules[broken:]):
+        work.insert(position + offset, wanted[broken + offset], rule.spec)
+
+
+def _keep_appends(work: _Work, rules: Sequence[Rule]) -> None:
+    wanted = [rule_key(r.spec, r.proto) for r in rules]
+    broken = len(_in_order(wanted, work.keys))
+    if broken == len(wanted):
+        return
+    for key in wanted[broken:]:
+        work.delete_all(key)
+    for key, rule in zip(wanted[broken:], rules[broken:]):
+        work.append(key, rule.spec)
+
+
+def plan(
+    ruleset: RuleSet,
+    observed: Mapping[ChainKey, ChainListing],
+    remove: Iterable[Rule | Chain] = (),
+) -> list[TablePlan]:
+    """The changes that make the chains hold ``ruleset`` and nothing of ``remove``.
+
+    ``observed`` must hold a listing of every chain in
+    :func:`chains_to_read`. Returns one plan per (protocol, table) that needs
+    a change, in a stable order; an empty list means all is in place.
+    """
+    wanted_keys = {
+        (item.proto, item.table, item.chain, rule_key(item.spec, item.proto))
+        for item in ruleset
+        if isinstance(item, Rule)
+    }
+    wanted_chains = {item for item in ruleset if isinstance(item, Chain)}
+    removed_chains = {
+        (c.proto, c.table, c.name)
+        for c in remove
+        if isinstance(c, Chain) and c not in wanted_chains and not c.builtin
+    }
+    works: dict[ChainKey, _Work] = {}
+    order: list[ChainKey] = []
+    creates: dict[TableKey, list[Op]] = {}
+
+    def work_for(key: ChainKey) -> _Work:
+        if key not in works:
+            listing = observed[key]
+            works[key] = _Work(listing, list(listing.keys), list(listing.specs), [])
+            order.append(key)
+        return works[key]
+
+    for item in ruleset.append:
+        if isinstance(item, Chain) and not item.builtin:
+            key = (item.proto, item.table, item.name)
+            work = work_for(key)
+            if not work.listing.exists and key not in removed_chains:
+                creates.setdefault((item.proto, item.table), []).append(Op("create", item.name))
+
+    for item in remove:
+        if isinstance(item, Rule):
+            key = (item.proto, item.table, item.chain)
+            rkey = rule_key(item.spec, item.proto)
+            if key in removed_chains or (*key, rkey) in wanted_keys:
+                continue  # the chain goes as a whole, or the rule is still wanted
+            work_for(key).delete_all(rkey)
+
+    for key, rules in _by_chain(ruleset.prepend).items():
+        _keep_prepends(work_for(key), rules)
+    appended = [r for r in ruleset.append if isinstance(r, Rule)]
+    for key, rules in _by_chain(appended).items():
+        _keep_appends(work_for(key), rules)
+
+    plans: dict[TableKey, list[Op]] = {tkey: list(ops) for tkey, ops in creates.items()}
+    for key in order:
+        if works[key].ops:
+            plans.setdefault((key[0], key[1]), []).extend(works[key].ops)
+    for proto, table, name in sorted(removed_chains, key=lambda k: (k[0].value, k[1], k[2])):
+        if observed[(proto, table, name)].exists:
+            plans.setdefault((proto, table), []).extend([Op("flush", name), Op("remove", name)])
+
+    return [
+        TablePlan(
+            proto,
+            table,
+            tuple(ops),
+            {key[2]: works[key].done() for key in order if key[:2] == (proto, table)},
+        )
+        for (proto, table), ops in sorted(plans.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+    ]
+
+
+def _by_chain(rules: Iterable[Rule]) -> dict[ChainKey, list[Rule]]:
+    grouped: dict[ChainKey, list[Rule]] = {}
+    for rule in rules:
+        grouped.setdefault((rule.proto, rule.table, rule.chain), []).append(rule)
+    return grouped

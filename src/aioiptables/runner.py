@@ -1,0 +1,137 @@
+"""The one seam every process goes through, and the real process runner.
+
+A :class:`Runner` takes an argv (and optional standard input) and returns a
+:class:`Completed`. The client builds argv lists and classifies results; it
+never knows whether a real process, a fault-injecting wrapper or the in-memory
+fake (:mod:`aioiptables.fake`) answered.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from .errors import IPTablesNotFoundError, IPTablesTimeoutError
+
+__all__ = ["Completed", "Runner", "ProcessRunner", "netns_path"]
+
+logger = logging.getLogger("aioiptables")
+
+_INSTALL_HINT = "install iptables (Debian/Ubuntu: apt-get install -y iptables; Fedora: dnf install iptables-nft)"
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a process did: its argv, exit status and output."""
+
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+class Runner(abc.ABC):
+    """Runs one iptables-family command.
+
+    Implementations must honour cancellation (leaving no process behind) and
+    must count every process in :attr:`calls`.
+    """
+
+    calls: int = 0
+
+    @abc.abstractmethod
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> Completed:
+        """Run ``argv`` to completion and return what it did.
+
+        Raises :class:`IPTablesTimeoutError` past ``timeout`` and
+        :class:`IPTablesNotFoundError` when the program is missing; a non-zero
+        exit status is not an error here.
+        """
+
+
+def netns_path(netns: str) -> str:
+    """The namespace file for ``netns``: a name as ``ip netns`` knows it
+    (``/run/netns/NAME``) or a path such as ``/proc/PID/ns/net``."""
+    if "/" in netns:
+        return netns
+    return os.path.join("/run/netns", netns)
+
+
+class ProcessRunner(Runner):
+    """Runs real processes with :func:`anyio.run_process` (argv only, no shell).
+
+    - ``netns``: run every process inside that network namespace, through
+      ``nsenter --net=PATH --``;
+    - ``max_concurrency``: at most this many processes at once, so a burst of
+      callers never queues dozens of processes on the xtables lock.
+
+    On timeout or cancellation the process is killed and reaped by anyio
+    before the exception propagates.
+    """
+
+    def __init__(self, *, netns: str | None = None, max_concurrency: int = 4) -> None:
+        self.netns = netns_path(netns) if netns else None
+        self.max_concurrency = max_concurrency
+        self.calls = 0
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _prefix(self, argv: Sequence[str]) -> list[str]:
+        if self.netns is None:
+            return list(argv)
+        if not os.path.exists(self.netns):
+            raise IPTablesNotFoundError(
+                argv, f"no such network namespace: {self.netns} (create it with 'ip netns add NAME')"
+            )
+        return ["nsenter", f"--net={self.netns}", "--", *argv]
+
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> Completed:
+        full = self._prefix(argv)
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        async with self._limiter:
+            self.calls += 1
+            started = time.monotonic()
+            try:
+                with anyio.fail_after(timeout if timeout is not None else math.inf):
+                    done = await anyio.run_process(
+                        full,
+                        input=input or None,
+                        stdin=None if input else subprocess.DEVNULL,
+                        check=False,
+                        env={**os.environ, "LC_ALL": "C"},
+                    )
+            except TimeoutError:
+                raise IPTablesTimeoutError(argv, timeout or 0.0) from None
+            except FileNotFoundError as exc:
+                missing = exc.filename or full[0]
+                hint = _INSTALL_HINT if "tables" in str(missing) else "install util-linux (nsenter)"
+                raise IPTablesNotFoundError(argv, f"{missing} not found: {hint}") from None
+        if done.returncode == 127 and self.netns is not None and b"failed to execute" in (done.stderr or b""):
+            # nsenter could not exec the program: report it like a local miss.
+            raise IPTablesNotFoundError(argv, f"{argv[0]} not found: {_INSTALL_HINT}")
+        completed = Completed(
+            tuple(argv),
+            done.returncode,
+            done.stdout.decode("utf-8", "replace") if done.stdout else "",
+            done.stderr.decode("utf-8", "replace") if done.stderr else "",
+        )
+        logger.debug(
+            "ran %s: exit %d in %.1f ms",
+            " ".join(argv),
+            completed.exit_status,
+            (time.monotonic() - started) * 1000,
+            extra={"argv": completed.argv, "exit_status": completed.exit_status},
+        )
+        return completed

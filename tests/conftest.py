@@ -1,0 +1,83 @@
+"""Shared fixtures: both async backends, private network namespaces, real clients.
+
+Tests that need real iptables take the ``netns`` fixture, which creates a
+fresh network namespace for that one test and removes it afterwards, so no
+test ever reads or writes the machine's own tables. They fail (never skip)
+when iptables or namespaces are missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from aioiptables import Client, Protocol
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh, empty network namespace for one test, by name."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (they create network namespaces)")
+    if shutil.which("ip") is None:
+        pytest.fail("the 'ip' command is missing: apt-get install -y iproute2")
+    name = f"aioipt-{uuid.uuid4().hex[:10]}"
+    made = _run("ip", "netns", "add", name)
+    if made.returncode != 0:
+        pytest.fail(f"cannot create a network namespace: {made.stderr.strip()}")
+    try:
+        yield name
+    finally:
+        _run("ip", "netns", "delete", name)
+
+
+@pytest.fixture(params=["nft", "legacy"])
+def backend(request: pytest.FixtureRequest) -> str:
+    name = str(request.param)
+    for binary in (f"iptables-{name}", f"ip6tables-{name}-restore"):
+        if shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            pytest.fail(f"{binary} is missing: apt-get install -y iptables")
+    return name
+
+
+@pytest.fixture(params=[Protocol.IPV4, Protocol.IPV6], ids=["v4", "v6"])
+def proto(request: pytest.FixtureRequest) -> Protocol:
+    value: Protocol = request.param
+    return value
+
+
+ClientFactory = Callable[..., Client]
+
+
+@pytest.fixture
+def make_client(netns: str, backend: str) -> ClientFactory:
+    """Build real clients inside this test's namespace on this test's backend."""
+
+    def make(proto: Protocol = Protocol.IPV4, **kwargs: object) -> Client:
+        return Client(proto, backend=backend, netns=netns, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+def ns_exec(netns: str, *argv: str, input: str | None = None) -> str:
+    """Run a command inside the test namespace (for tampering and checks)."""
+    done = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", "--", *argv], input=input, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} failed in {netns}: {done.stderr.strip()}")
+    return done.stdout
