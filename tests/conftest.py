@@ -13,10 +13,12 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import anyio
 import pytest
 
-from aioiptables import Client, Protocol
+from aioiptables import Client, FakeClient, FakeRunner, Protocol
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -76,8 +78,76 @@ def make_client(netns: str, backend: str) -> ClientFactory:
 def ns_exec(netns: str, *argv: str, input: str | None = None) -> str:
     """Run a command inside the test namespace (for tampering and checks)."""
     done = subprocess.run(
-        ["nsenter", f"--net=/run/netns/{netns}", "--", *argv], input=input, capture_output=True, text=True, check=False
+        ["nsenter", f"--net=/run/netns/{netns}", "--", *argv],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed in {netns}: {done.stderr.strip()}")
     return done.stdout
+
+
+class World:
+    """Where a test's iptables lives: the in-memory fake, or real iptables on
+    one backend inside the test's own namespace. Tests written against a
+    World run unchanged on all three, which is how the fake's process counts
+    are held to the real ones."""
+
+    def __init__(self, kind: str, netns: str | None = None) -> None:
+        self.kind = kind
+        self.netns = netns
+        self.fake = FakeRunner() if kind == "fake" else None
+
+    @property
+    def real(self) -> bool:
+        return self.fake is None
+
+    def client(self, proto: Protocol = Protocol.IPV4, **kwargs: Any) -> Client:
+        """A client of this world (counted in its own ``calls``)."""
+        if self.fake is not None:
+            return FakeClient(proto, runner=self.fake, **kwargs)
+        return Client(proto, backend=self.kind, netns=self.netns, **kwargs)  # type: ignore[arg-type]
+
+    async def iptables(self, proto: Protocol, *args: str) -> str:
+        """Run an iptables command behind the library's back (not counted)."""
+        program = proto.command
+        if self.fake is not None:
+            done = await self.fake.run([program, *args])
+            self.fake.calls -= 1
+            if done.exit_status:
+                raise AssertionError(f"{program} {' '.join(args)}: {done.stderr}")
+            return done.stdout
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", f"{program}-{self.kind}", *args]
+        result = await anyio.run_process(argv, check=False)
+        if result.returncode:
+            raise AssertionError(f"{' '.join(argv)}: {result.stderr.decode()}")
+        return result.stdout.decode()
+
+    async def rules(self, proto: Protocol, table: str, chain: str) -> list[str]:
+        """The ``-S`` lines of one chain, read behind the library's back."""
+        out = await self.iptables(proto, "-t", table, "-S", chain)
+        return [line for line in out.splitlines() if line.startswith("-A")]
+
+    async def snapshot(self, proto: Protocol) -> list[str]:
+        """Every table's chains and rules, without counters or comments."""
+        lines: list[str] = []
+        for table in ("filter", "nat", "mangle", "raw"):
+            lines.extend(
+                line
+                for line in (await self.iptables(proto, "-t", table, "-S")).splitlines()
+                if not line.startswith("#")
+            )
+        return lines
+
+
+@pytest.fixture(params=["fake", "nft", "legacy"])
+def world(request: pytest.FixtureRequest) -> World:
+    kind = str(request.param)
+    if kind == "fake":
+        return World(kind)
+    for binary in (f"iptables-{kind}", f"ip6tables-{kind}-restore"):
+        if shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            pytest.fail(f"{binary} is missing: apt-get install -y iptables")
+    return World(kind, request.getfixturevalue("netns"))

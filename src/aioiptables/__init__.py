@@ -9,7 +9,7 @@ as subprocesses, and counts every process it spawns.
 from .cache import RuleCache
 from .client import Binaries, Client
 from .controller import Controller
-from .errors import IPTablesError, IPTablesNotFoundError, IPTablesTimeoutError, InvalidRuleError
+from .errors import InvalidRuleError, IPTablesError, IPTablesNotFoundError, IPTablesTimeoutError
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
 from .parse import ChainListing

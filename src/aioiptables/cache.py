@@ -13,8 +13,10 @@ again, so nobody hangs and nothing stale is stored.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Protocol as TypingProtocol, TypeVar
+from typing import Any, TypeVar
+from typing import Protocol as TypingProtocol
 
 import anyio
 
@@ -34,9 +36,9 @@ class ListingClient(TypingProtocol):
 
     proto: Protocol
 
-    async def list(self, table: str, chain: str) -> list[str]: ...
+    async def list(self, table: str, chain: str) -> builtins.list[str]: ...
 
-    async def list_chains(self, table: str) -> list[str]: ...
+    async def list_chains(self, table: str) -> builtins.list[str]: ...
 
 
 class RuleCache:
@@ -121,7 +123,6 @@ class RuleCache:
         Listings in flight for what is forgotten still answer their waiters,
         but their result is not stored.
         """
-
 
         def hit(p: Protocol, t: str, c: str | None) -> bool:
             # c is None for what concerns a whole table (its chain names).

@@ -8,6 +8,7 @@ its docstring says, and raises :class:`IPTablesError` for a failure.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import os
@@ -222,10 +223,10 @@ class Client:
 
     # -- chains ------------------------------------------------------------
 
-    async def list_chains(self, table: str) -> list[str]:
+    async def list_chains(self, table: str) -> builtins.list[str]:
         """The names of every chain in the table, builtin first (one process)."""
         done = await self._command(table, "-S")
-        names = []
+        names: builtins.list[str] = []
         for line in _lines(done.stdout):
             head, _, rest = line.partition(" ")
             if head in ("-P", "-N"):

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .cache import RuleCache
 from .client import BackendName, Client
 from .errors import InvalidRuleError
-from .model import Chain, Item, Protocol, Rule, RuleSet
+from .model import Item, Protocol, Rule, RuleSet
 from .parse import ChainListing
 from .plan import ChainKey, TablePlan, chains_to_read, plan
 

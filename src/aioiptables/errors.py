@@ -53,9 +53,7 @@ class IPTablesError(Exception):
         self.argv: tuple[str, ...] = tuple(argv)
         self.exit_status = exit_status
         self.stderr = stderr.strip()
-        super().__init__(
-            f"{' '.join(self.argv)}: exit status {exit_status}: {self.stderr or '(no output)'}"
-        )
+        super().__init__(f"{' '.join(self.argv)}: exit status {exit_status}: {self.stderr or '(no output)'}")
 
     @property
     def is_not_exist(self) -> bool:

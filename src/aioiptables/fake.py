@@ -14,6 +14,7 @@ the cache and controller use.
 from __future__ import annotations
 
 import copy
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,10 +29,47 @@ __all__ = ["FakeRunner", "FakeClient"]
 
 # Targets that are extensions, not chains; a jump to anything else must name a chain.
 _TARGETS = frozenset(
-    "ACCEPT DROP RETURN QUEUE NFQUEUE REJECT LOG NFLOG ULOG MASQUERADE SNAT DNAT REDIRECT "
-    "MARK CONNMARK TCPMSS NOTRACK CT TPROXY CLASSIFY DSCP TOS TTL HL SET AUDIT CHECKSUM "
-    "CLUSTERIP CONNSECMARK SECMARK IDLETIMER LED NETMAP RATEEST SYNPROXY TEE TRACE "
-    "NETMAP HMARK".split()
+    [
+        "ACCEPT",
+        "DROP",
+        "RETURN",
+        "QUEUE",
+        "NFQUEUE",
+        "REJECT",
+        "LOG",
+        "NFLOG",
+        "ULOG",
+        "MASQUERADE",
+        "SNAT",
+        "DNAT",
+        "REDIRECT",
+        "MARK",
+        "CONNMARK",
+        "TCPMSS",
+        "NOTRACK",
+        "CT",
+        "TPROXY",
+        "CLASSIFY",
+        "DSCP",
+        "TOS",
+        "TTL",
+        "HL",
+        "SET",
+        "AUDIT",
+        "CHECKSUM",
+        "CLUSTERIP",
+        "CONNSECMARK",
+        "SECMARK",
+        "IDLETIMER",
+        "LED",
+        "NETMAP",
+        "RATEEST",
+        "SYNPROXY",
+        "TEE",
+        "TRACE",
+        "NETMAP",
+        "HMARK",
+    ]
 )
 
 
@@ -64,7 +102,7 @@ def _new_table(name: str) -> _Table:
 
 
 def _jump(spec: Sequence[str]) -> str | None:
-    for flag, value in zip(spec, spec[1:]):
+    for flag, value in itertools.pairwise(spec):
         if flag in ("-j", "--jump", "-g", "--goto"):
             return value
     return None
@@ -101,7 +139,9 @@ class FakeRunner(Runner):
 
     def _table(self, tables: dict[str, _Table], name: str) -> _Table:
         if name not in BUILTIN_CHAINS:
-            raise _Failure(3, f"iptables v1.8.9: can't initialize iptables table `{name}': Table does not exist")
+            raise _Failure(
+                3, f"iptables v1.8.9: can't initialize iptables table `{name}': Table does not exist"
+            )
         if name not in tables:
             tables[name] = _new_table(name)
         return tables[name]
@@ -119,9 +159,16 @@ class FakeRunner(Runner):
         table = self._table(tables, table_name)
         command, rest = args[0], args[1:]
         handler = {
-            "-A": self._append, "-I": self._insert, "-D": self._delete, "-C": self._check,
-            "-S": self._list, "-N": self._new, "-F": self._flush, "-X": self._remove,
-            "-E": self._rename, "-P": self._policy,
+            "-A": self._append,
+            "-I": self._insert,
+            "-D": self._delete,
+            "-C": self._check,
+            "-S": self._list,
+            "-N": self._new,
+            "-F": self._flush,
+            "-X": self._remove,
+            "-E": self._rename,
+            "-P": self._policy,
         }.get(command)
         if handler is None:
             raise _Failure(2, f"iptables v1.8.9: unknown command {command!r}")
@@ -182,7 +229,8 @@ class FakeRunner(Runner):
         names = [args[0]] if args else list(table)
         if args:
             self._chain(table, args[0])
-        heads, rules = [], []
+        heads: list[str] = []
+        rules: list[str] = []
         for name in names:
             chain = table[name]
             heads.append(f"-P {name} {chain.policy}" if chain.policy else f"-N {name}")

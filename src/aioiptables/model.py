@@ -10,7 +10,7 @@ import enum
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Union, cast
+from typing import cast
 
 from .errors import InvalidRuleError
 from .syntax import join_tokens
@@ -187,10 +187,12 @@ class Chain:
 
 
 #: What a RuleSet's ``append`` holds.
-Item = Union[Rule, Chain]
+Item = Rule | Chain
 
 
-def _tuple_of(items: Sequence[Item] | Iterable[Item], allowed: tuple[type, ...], what: str) -> tuple[Item, ...]:
+def _tuple_of(
+    items: Sequence[Item] | Iterable[Item], allowed: tuple[type, ...], what: str
+) -> tuple[Item, ...]:
     result = tuple(items)
     seen: set[Item] = set()
     for item in result:

@@ -154,7 +154,7 @@ def _keep_appends(work: _Work, rules: Sequence[Rule]) -> None:
         return
     for key in wanted[broken:]:
         work.delete_all(key)
-    for key, rule in zip(wanted[broken:], rules[broken:]):
+    for key, rule in zip(wanted[broken:], rules[broken:], strict=True):
         work.append(key, rule.spec)
 
 

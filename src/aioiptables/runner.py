@@ -25,7 +25,9 @@ __all__ = ["Completed", "Runner", "ProcessRunner", "netns_path"]
 
 logger = logging.getLogger("aioiptables")
 
-_INSTALL_HINT = "install iptables (Debian/Ubuntu: apt-get install -y iptables; Fedora: dnf install iptables-nft)"
+_INSTALL_HINT = (
+    "install iptables (Debian/Ubuntu: apt-get install -y iptables; Fedora: dnf install iptables-nft)"
+)
 
 
 @dataclass(frozen=True)

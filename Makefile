@@ -1,0 +1,36 @@
+# make demo: a Controller keeping a Kilo-like rule set in a private namespace.
+# make test: the whole suite, on real iptables (nft and legacy) in private namespaces.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PATH := $(PATH):/usr/sbin:/sbin
+
+.PHONY: setup demo test lint bench docs clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps
+	scripts/install-system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/python -m aioiptables demo
+
+# The suite runs inside its own network namespace as well (unshare --net), so
+# even a test that forgot its per-test namespace could not reach this host's tables.
+test: setup
+	unshare --net -- $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	unshare --net -- $(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

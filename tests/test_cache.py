@@ -1,0 +1,201 @@
+"""RuleCache: what each question costs, on the fake and on real iptables.
+
+Every scenario runs three times: on FakeClient, on iptables-nft and on
+iptables-legacy (each in a private namespace), under asyncio and under trio,
+and must cost exactly the same number of processes everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+
+from aioiptables import Chain, Protocol, Rule, RuleCache
+from conftest import World
+
+pytestmark = pytest.mark.anyio
+
+V4, V6 = Protocol.IPV4, Protocol.IPV6
+
+
+def r(table: str, chain: str, *spec: str, proto: Protocol = V4) -> Rule:
+    return Rule(table, chain, spec, proto)
+
+
+def c(table: str, name: str, proto: Protocol = V4) -> Chain:
+    return Chain(table, name, proto)
+
+
+ACCEPT_10 = ("-s", "10.0.0.0/8", "-j", "ACCEPT")
+DROP_11 = ("-s", "11.0.0.0/8", "-j", "DROP")
+
+# What every scenario starts from: two user chains, one rule each in X and INPUT.
+SEED_V4 = [
+    ("-t", "filter", "-N", "X"),
+    ("-t", "filter", "-A", "X", *ACCEPT_10),
+    ("-t", "filter", "-A", "INPUT", *DROP_11),
+    ("-t", "nat", "-N", "N"),
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    queries: list[tuple[Rule | Chain, bool]]
+    processes: int
+    invalidate_after: int | None = None  # invalidate the whole cache after this query
+    seed_v6: list[tuple[str, ...]] = field(default_factory=list)
+
+
+CASES = [
+    Case(
+        "two rules on one chain cost one listing",
+        [(r("filter", "X", *ACCEPT_10), True), (r("filter", "X", *DROP_11), False)],
+        1,
+    ),
+    Case("a repeated question costs nothing", [(r("filter", "X", *ACCEPT_10), True)] * 5, 1),
+    Case(
+        "rules in three chains cost three listings",
+        [
+            (r("filter", "X", *ACCEPT_10), True),
+            (r("filter", "INPUT", *DROP_11), True),
+            (r("nat", "N", "-j", "MASQUERADE"), False),
+        ],
+        3,
+    ),
+    Case(
+        "chain questions on one table cost one listing",
+        [(c("filter", "X"), True), (c("filter", "Y"), False), (c("filter", "INPUT"), True)],
+        1,
+    ),
+    Case(
+        "a chain question in another table costs one more",
+        [(c("filter", "X"), True), (c("nat", "N"), True), (c("nat", "X"), False)],
+        2,
+    ),
+    Case(
+        "a chain shown by its rule listing needs no table listing",
+        [(r("filter", "X", *DROP_11), False), (c("filter", "X"), True)],
+        1,
+    ),
+    Case(
+        "a missing chain reads as an empty, populated chain",
+        [(r("filter", "MISSING", *ACCEPT_10), False), (r("filter", "MISSING", *DROP_11), False)],
+        1,
+    ),
+    Case(
+        "checking a rule does not make the table's chains known",
+        [
+            (r("filter", "MISSING", *ACCEPT_10), False),
+            (c("filter", "MISSING"), False),
+            (c("filter", "X"), True),
+        ],
+        2,
+    ),
+    Case(
+        "an empty user chain exists", [(r("nat", "N", "-j", "MASQUERADE"), False), (c("nat", "N"), True)], 1
+    ),
+    Case(
+        "ipv4 and ipv6 are listed apart",
+        [
+            (r("filter", "INPUT", *DROP_11), True),
+            (r("filter", "INPUT", *DROP_11, proto=V6), False),
+            (c("filter", "X", V6), False),
+        ],
+        3,
+    ),
+    Case(
+        "invalidate forgets what was listed",
+        [(r("filter", "X", *ACCEPT_10), True), (r("filter", "X", *ACCEPT_10), True)],
+        2,
+        invalidate_after=0,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_cache_costs(world: World, case: Case) -> None:
+    for command in SEED_V4:
+        await world.iptables(V4, *command)
+    v4, v6 = world.client(V4), world.client(V6)
+    cache = RuleCache(v4, v6)
+    for index, (item, expected) in enumerate(case.queries):
+        assert await cache.exists(item) is expected, f"query {index}: {item}"
+        if case.invalidate_after == index:
+            cache.invalidate()
+    assert v4.calls + v6.calls == case.processes
+
+
+@pytest.mark.parametrize(
+    ("table", "chain", "kept_table", "kept_chain", "relisted"),
+    [
+        ("filter", None, "nat", "N", False),
+        ("filter", "X", "filter", "INPUT", False),
+        ("filter", "X", "filter", "X", True),
+        (None, None, "nat", "N", True),
+    ],
+    ids=["a table", "one chain keeps its neighbours", "one chain", "everything"],
+)
+async def test_invalidate_forgets_only_what_it_names(
+    world: World, table: str | None, chain: str | None, kept_table: str, kept_chain: str, relisted: bool
+) -> None:
+    for command in SEED_V4:
+        await world.iptables(V4, *command)
+    client = world.client(V4)
+    cache = RuleCache(client)
+    for key in [("filter", "X"), ("filter", "INPUT"), ("nat", "N")]:
+        await cache.listing(V4, *key)
+    cache.invalidate(table, chain)
+    before = client.calls
+    await cache.listing(V4, kept_table, kept_chain)
+    assert client.calls - before == (1 if relisted else 0)
+
+
+async def test_listing_keeps_rule_order_and_exists_flag(world: World) -> None:
+    for command in SEED_V4:
+        await world.iptables(V4, *command)
+    await world.iptables(V4, "-t", "filter", "-A", "X", *DROP_11)
+    cache = RuleCache(world.client(V4))
+    listing = await cache.listing(V4, "filter", "X")
+    assert listing.exists
+    assert listing.specs == (ACCEPT_10, DROP_11)
+    missing = await cache.listing(V4, "filter", "NOPE")
+    assert not missing.exists
+    assert missing.specs == ()
+
+
+async def test_200_concurrent_questions_over_5_chains_make_5_listings(world: World) -> None:
+    chains = [f"C{i}" for i in range(5)]
+    for chain in chains:
+        await world.iptables(V4, "-N", chain)
+        await world.iptables(V4, "-A", chain, *ACCEPT_10)
+    client = world.client(V4)
+    cache = RuleCache(client)
+    answers: list[bool] = []
+
+    async def ask(i: int) -> None:
+        spec = ACCEPT_10 if i % 2 == 0 else DROP_11
+        answers.append(await cache.exists(r("filter", chains[i % 5], *spec)))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(ask, i)
+    assert client.calls == 5
+    assert answers.count(True) == 100
+    assert answers.count(False) == 100
+
+
+def test_cache_needs_a_client_per_protocol() -> None:
+    from aioiptables import FakeClient
+
+    with pytest.raises(ValueError, match="two clients"):
+        RuleCache(FakeClient(V4), FakeClient(V4))
+
+
+async def test_a_protocol_without_client_is_refused(world: World) -> None:
+    cache = RuleCache(world.client(V4))
+    with pytest.raises(ValueError, match="no client for"):
+        await cache.exists(r("filter", "INPUT", "-j", "ACCEPT", proto=V6))

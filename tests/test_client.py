@@ -1,0 +1,196 @@
+"""Client: every operation, its process cost and its errors.
+
+Runs on the fake and on both real backends (in a private namespace), for IPv4
+and IPv6, under asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from aioiptables import Binaries, Client, InvalidRuleError, IPTablesError, IPTablesNotFoundError, Protocol
+from conftest import World
+
+pytestmark = pytest.mark.anyio
+
+
+def net(proto: Protocol) -> str:
+    return "10.1.0.0/16" if proto is Protocol.IPV4 else "fd00:1::/64"
+
+
+async def test_rule_operations_cost_one_process_each(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    a = ("-s", net(proto), "-j", "ACCEPT")
+    b = ("-d", net(proto), "-j", "DROP")
+    steps = [
+        (client.exists("filter", "INPUT", *a), False, 1),
+        (client.append("filter", "INPUT", *a), None, 1),
+        (client.exists("filter", "INPUT", *a), True, 1),
+        (client.append_unique("filter", "INPUT", *a), None, 1),  # present: only the check
+        (client.append_unique("filter", "INPUT", *b), None, 2),  # missing: check + append
+        (client.insert_unique("filter", "INPUT", 1, *b), None, 1),
+        (client.delete_if_exists("filter", "INPUT", *b), True, 1),
+        (client.delete_if_exists("filter", "INPUT", *b), False, 1),
+        (client.insert_unique("filter", "INPUT", 1, *b), None, 2),
+        (client.insert("filter", "INPUT", 3, "-j", "ACCEPT"), None, 1),
+        (client.delete("filter", "INPUT", "-j", "ACCEPT"), None, 1),
+    ]
+    for index, (call, expected, cost) in enumerate(steps):
+        before = client.calls
+        assert await call == expected, f"step {index}"
+        assert client.calls - before == cost, f"step {index}"
+    assert await client.list("filter", "INPUT") == [
+        "-P INPUT ACCEPT",
+        f"-A INPUT -d {net(proto)} -j DROP",
+        f"-A INPUT -s {net(proto)} -j ACCEPT",
+    ]
+
+
+async def test_chain_operations(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    await client.new_chain("nat", "MINE")
+    assert await client.chain_exists("nat", "MINE")
+    assert await client.list_chains("nat") == ["PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "MINE"]
+    await client.append("nat", "MINE", "-j", "RETURN")
+    before = client.calls
+    await client.clear_chain("nat", "MINE")  # exists: flushed
+    await client.clear_chain("nat", "FRESH")  # missing: created
+    assert client.calls - before == 2
+    assert await client.list("nat", "MINE") == ["-N MINE"]
+    assert await client.list("nat", "FRESH") == ["-N FRESH"]
+    await client.rename_chain("nat", "FRESH", "RENAMED")
+    assert await client.chain_exists("nat", "RENAMED")
+    assert not await client.chain_exists("nat", "FRESH")
+    await client.delete_chain("nat", "RENAMED")
+    await client.append("filter", "FORWARD", "-j", "ACCEPT")
+    await client.clear_chain("filter", "FORWARD")
+    assert await client.list("filter", "FORWARD") == ["-P FORWARD ACCEPT"]
+    await client.set_policy("filter", "FORWARD", "DROP")
+    assert await client.list("filter", "FORWARD") == ["-P FORWARD DROP"]
+
+
+async def test_save_and_restore(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    payload = (
+        "*filter\n:MINE - [0:0]\n"
+        '-A MINE -s NET -m comment --comment "two words \\"quoted\\"" -j ACCEPT\n'
+        "-A INPUT -j MINE\nCOMMIT\n"
+    ).replace("NET", net(proto))
+    before = client.calls
+    await client.restore(payload)
+    assert client.calls - before == 1
+    saved = await client.save("filter")
+    assert client.calls - before == 2
+    assert ":MINE - [0:0]" in saved
+    assert "-A INPUT -j MINE" in saved
+    assert (await client.list("filter", "MINE"))[1].endswith('--comment "two words \\"quoted\\"" -j ACCEPT')
+    # Without --noflush the table is replaced.
+    await client.restore("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", noflush=False)
+    assert await client.list_chains("filter") == ["INPUT", "FORWARD", "OUTPUT"]
+
+
+async def test_a_bad_restore_changes_nothing(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    await client.append("filter", "INPUT", "-j", "ACCEPT")
+    with pytest.raises(IPTablesError):
+        await client.restore("*filter\n-D INPUT -j ACCEPT\n-A NOPE -j DROP\nCOMMIT\n")
+    assert await client.list("filter", "INPUT") == ["-P INPUT ACCEPT", "-A INPUT -j ACCEPT"]
+
+
+NOT_EXIST = {
+    "listing a missing chain": lambda c: c.list("filter", "NOPE"),
+    "deleting a missing rule": lambda c: c.delete("filter", "INPUT", "-j", "DROP"),
+    "deleting from a missing chain": lambda c: c.delete("filter", "NOPE", "-j", "DROP"),
+    "deleting a missing chain": lambda c: c.delete_chain("filter", "NOPE"),
+    "appending to a missing chain": lambda c: c.append("filter", "NOPE", "-j", "DROP"),
+    "jumping to a missing chain": lambda c: c.append("filter", "INPUT", "-j", "NOPE"),
+    "renaming a missing chain": lambda c: c.rename_chain("filter", "NOPE", "OTHER"),
+}
+
+
+@pytest.mark.parametrize("what", list(NOT_EXIST), ids=list(NOT_EXIST))
+async def test_missing_things_are_not_exist_errors(world: World, proto: Protocol, what: str) -> None:
+    client = world.client(proto)
+    with pytest.raises(IPTablesError) as caught:
+        await NOT_EXIST[what](client)
+    error = caught.value
+    assert error.is_not_exist, error.stderr
+    assert error.argv[0].endswith(("tables-" + world.kind, "tables-nft", "tables-legacy", "tables"))
+    assert error.exit_status in (1, 2)
+
+
+async def test_missing_chain_or_rule_reads_as_false(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    assert await client.exists("filter", "NOPE", "-j", "ACCEPT") is False
+    assert await client.exists("filter", "INPUT", "-j", "NOPE") is False
+    assert await client.chain_exists("filter", "NOPE") is False
+
+
+async def test_other_failures_are_not_not_exist(world: World, proto: Protocol) -> None:
+    client = world.client(proto)
+    await client.new_chain("filter", "MINE")
+    with pytest.raises(IPTablesError) as caught:
+        await client.new_chain("filter", "MINE")
+    assert caught.value.is_already_exists
+    assert not caught.value.is_not_exist
+    await client.append("filter", "MINE", "-j", "ACCEPT")
+    with pytest.raises(IPTablesError) as busy:
+        await client.delete_chain("filter", "MINE")
+    assert not busy.value.is_not_exist
+
+
+BAD_INPUT = {
+    "an unknown table": lambda c: c.append("filters", "INPUT", "-j", "ACCEPT"),
+    "a chain name with a space": lambda c: c.append("filter", "MY CHAIN", "-j", "ACCEPT"),
+    "a chain name starting with -": lambda c: c.new_chain("filter", "-X"),
+    "a chain name too long": lambda c: c.new_chain("filter", "C" * 29),
+    "a newline in a token": lambda c: c.append("filter", "INPUT", "-j", "ACCEPT\n-A INPUT -j DROP"),
+    "a NUL in a token": lambda c: c.exists("filter", "INPUT", "-j", "ACC\0EPT"),
+    "position 0": lambda c: c.insert("filter", "INPUT", 0, "-j", "ACCEPT"),
+    "position 0 for insert_unique": lambda c: c.insert_unique("filter", "INPUT", 0, "-j", "ACCEPT"),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD_INPUT), ids=list(BAD_INPUT))
+async def test_bad_input_is_refused_before_any_process(world: World, what: str) -> None:
+    client = world.client(Protocol.IPV4)
+    with pytest.raises(InvalidRuleError):
+        await BAD_INPUT[what](client)
+    assert client.calls == 0
+
+
+@pytest.mark.parametrize("in_namespace", [False, True], ids=["host", "in a namespace"])
+async def test_missing_binary_names_what_to_install(
+    in_namespace: bool, request: pytest.FixtureRequest
+) -> None:
+    # Nothing runs in the host namespace: the binary does not exist.
+    where = request.getfixturevalue("netns") if in_namespace else None
+    client = Client(
+        netns=where, binaries=Binaries("/nonexistent/iptables", "/nonexistent/s", "/nonexistent/r")
+    )
+    with pytest.raises(IPTablesNotFoundError, match="apt-get install -y iptables") as caught:
+        await client.list("filter", "INPUT")
+    assert isinstance(caught.value, FileNotFoundError)
+    assert not caught.value.is_not_exist
+
+
+async def test_missing_namespace_is_a_clear_error() -> None:
+    client = Client(netns="aioipt-no-such-namespace")
+    with pytest.raises(IPTablesNotFoundError, match="no such network namespace"):
+        await client.list("filter", "INPUT")
+
+
+@pytest.mark.parametrize("backend_name", ["nft", "legacy"])
+def test_backend_is_known_without_a_process(backend_name: str) -> None:
+    client = Client(Protocol.IPV6, backend=backend_name)  # type: ignore[arg-type]
+    assert client.backend == backend_name
+    assert client.binaries.iptables.endswith(f"ip6tables-{backend_name}")
+    assert client.binaries.restore.endswith(f"ip6tables-{backend_name}-restore")
+    assert Client().backend in ("nft", "legacy")
+    assert client.calls == 0
+
+
+@pytest.mark.parametrize("bad", ["iptables", "nftables", ""])
+def test_unknown_backend_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="backend"):
+        Client(backend=bad)  # type: ignore[arg-type]

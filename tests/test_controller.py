@@ -1,0 +1,292 @@
+"""Controller: set, reconcile, run, cleanup, on the fake and on real iptables.
+
+Every test runs on FakeClient, iptables-nft and iptables-legacy (real ones in
+a private namespace), for IPv4 and IPv6, under asyncio and trio; the process
+counts asserted hold on all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+
+from aioiptables import Chain, Controller, InvalidRuleError, IPTablesError, Protocol, Rule, RuleSet
+from conftest import World
+
+pytestmark = pytest.mark.anyio
+
+
+def subnet(proto: Protocol) -> str:
+    return "10.4.0.0/16" if proto is Protocol.IPV4 else "fd00:4::/64"
+
+
+def kilo(proto: Protocol) -> RuleSet:
+    """A Kilo-like rule set: 4 chains touched in 2 tables."""
+    net = subnet(proto)
+    return RuleSet(
+        append=[
+            Chain("nat", "KILO-NAT", proto),
+            Rule(
+                "nat",
+                "KILO-NAT",
+                ("-d", net, "-m", "comment", "--comment", "Kilo: mesh", "-j", "RETURN"),
+                proto,
+            ),
+            Rule("nat", "KILO-NAT", ("-s", net, "-j", "MASQUERADE"), proto),
+            Rule("nat", "POSTROUTING", ("-s", net, "-j", "KILO-NAT"), proto),
+            Chain("filter", "KILO-FWD", proto),
+            Rule("filter", "KILO-FWD", ("-s", net, "-j", "ACCEPT"), proto),
+            Rule("filter", "KILO-FWD", ("-d", net, "-j", "ACCEPT"), proto),
+            Rule("filter", "FORWARD", ("-j", "KILO-FWD"), proto),
+        ],
+        prepend=[Rule("filter", "INPUT", ("-s", net, "-p", "udp", "-j", "ACCEPT"), proto)],
+    )
+
+
+KILO_READS = 5  # chains touched: nat KILO-NAT, POSTROUTING; filter KILO-FWD, FORWARD, INPUT
+
+
+def expected_lines(proto: Protocol, table: str, chain: str) -> list[str]:
+    """The -S lines a chain must hold once the Kilo rule set is in place."""
+    from aioiptables.syntax import join_tokens
+
+    ruleset = kilo(proto)
+    rules = [item for item in [*ruleset.prepend, *ruleset.append] if isinstance(item, Rule)]
+    return [f"-A {chain} {join_tokens(r.spec)}" for r in rules if (r.table, r.chain) == (table, chain)]
+
+
+def controller_for(world: World, proto: Protocol, **kwargs: object) -> Controller:
+    client = world.client(proto)
+    if proto is Protocol.IPV4:
+        return Controller(client, **kwargs)  # type: ignore[arg-type]
+    return Controller(None, client, **kwargs)  # type: ignore[arg-type]
+
+
+async def assert_in_place(world: World, proto: Protocol) -> None:
+    for table, chain in [
+        ("nat", "KILO-NAT"),
+        ("nat", "POSTROUTING"),
+        ("filter", "KILO-FWD"),
+        ("filter", "FORWARD"),
+        ("filter", "INPUT"),
+    ]:
+        lines = await world.rules(proto, table, chain)
+        assert lines == expected_lines(proto, table, chain), f"{table} {chain}"
+
+
+async def test_set_from_empty_reads_each_chain_once_and_writes_each_table_once(
+    world: World, proto: Protocol
+) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    await assert_in_place(world, proto)
+    assert controller.calls == KILO_READS + 2
+    assert controller.last_stats["writes"] == 2
+
+
+async def test_steady_reconcile_writes_nothing(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    before = controller.calls
+    await controller.reconcile()
+    assert controller.calls - before == KILO_READS
+    assert controller.last_stats["writes"] == 0
+    await controller.set(kilo(proto))
+    assert controller.last_stats["writes"] == 0, "setting the same rules again writes nothing"
+
+
+TAMPERING = {
+    "a middle rule deleted": [
+        (
+            "-t",
+            "nat",
+            "-D",
+            "KILO-NAT",
+            "-d",
+            "NET",
+            "-m",
+            "comment",
+            "--comment",
+            "Kilo: mesh",
+            "-j",
+            "RETURN",
+        )
+    ],
+    "the last rule deleted": [("-t", "nat", "-D", "KILO-NAT", "-s", "NET", "-j", "MASQUERADE")],
+    "a chain flushed": [("-t", "nat", "-F", "KILO-NAT")],
+    "two tables flushed": [("-t", "nat", "-F", "KILO-NAT"), ("-t", "filter", "-F", "KILO-FWD")],
+    "a chain deleted": [
+        ("-t", "filter", "-D", "FORWARD", "-j", "KILO-FWD"),
+        ("-t", "filter", "-F", "KILO-FWD"),
+        ("-t", "filter", "-X", "KILO-FWD"),
+    ],
+    "rules reordered": [
+        ("-t", "filter", "-D", "KILO-FWD", "-s", "NET", "-j", "ACCEPT"),
+        ("-t", "filter", "-A", "KILO-FWD", "-s", "NET", "-j", "ACCEPT"),
+    ],
+    "the prepend rule deleted": [("-t", "filter", "-D", "INPUT", "-s", "NET", "-p", "udp", "-j", "ACCEPT")],
+    "builtin chains flushed": [("-t", "filter", "-F"), ("-t", "nat", "-F", "POSTROUTING")],
+}
+# Tables that need a write after each tampering.
+WRITES = {
+    "a middle rule deleted": 1,
+    "the last rule deleted": 1,
+    "a chain flushed": 1,
+    "two tables flushed": 2,
+    "a chain deleted": 1,
+    "rules reordered": 1,
+    "the prepend rule deleted": 1,
+    "builtin chains flushed": 2,
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING), ids=list(TAMPERING))
+async def test_reconcile_repairs_in_order(world: World, proto: Protocol, tampering: str) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    for command in TAMPERING[tampering]:
+        await world.iptables(proto, *(subnet(proto) if t == "NET" else t for t in command))
+    before = controller.calls
+    await controller.reconcile()
+    await assert_in_place(world, proto)
+    assert controller.calls - before == KILO_READS + WRITES[tampering]
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0, "repaired for good"
+
+
+async def test_repair_leaves_other_chains_and_foreign_rules_alone(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    net = subnet(proto)
+    # A foreign rule sits between ours; another agent inserts at the top of INPUT.
+    await world.iptables(proto, "-t", "filter", "-I", "KILO-FWD", "2", "-i", "lo", "-j", "ACCEPT")
+    await world.iptables(proto, "-t", "filter", "-I", "INPUT", "1", "-i", "lo", "-j", "ACCEPT")
+    await world.iptables(proto, "-t", "filter", "-D", "KILO-FWD", "-d", net, "-j", "ACCEPT")
+    await controller.reconcile()
+    assert await world.rules(proto, "filter", "KILO-FWD") == [
+        f"-A KILO-FWD -s {net} -j ACCEPT",
+        "-A KILO-FWD -i lo -j ACCEPT",
+        f"-A KILO-FWD -d {net} -j ACCEPT",
+    ]
+    assert (await world.rules(proto, "filter", "INPUT"))[0] == "-A INPUT -i lo -j ACCEPT"
+    assert controller.last_stats["writes"] == 1, "nat was not touched"
+
+
+async def test_set_replaces_the_rules_set_before(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    net = subnet(proto)
+    smaller = RuleSet(
+        append=[
+            Chain("nat", "KILO-NAT", proto),
+            Rule("nat", "KILO-NAT", ("-s", net, "-j", "MASQUERADE"), proto),
+            Rule("nat", "KILO-NAT", ("-s", net, "-j", "RETURN"), proto),
+            Rule("nat", "POSTROUTING", ("-s", net, "-j", "KILO-NAT"), proto),
+        ]
+    )
+    await controller.set(smaller)
+    assert await world.rules(proto, "nat", "KILO-NAT") == [
+        f"-A KILO-NAT -s {net} -j MASQUERADE",
+        f"-A KILO-NAT -s {net} -j RETURN",
+    ]
+    assert await world.rules(proto, "filter", "FORWARD") == []
+    assert await world.rules(proto, "filter", "INPUT") == []
+    chains = await world.iptables(proto, "-t", "filter", "-S")
+    assert "KILO-FWD" not in chains
+    assert controller.append_rules == smaller.append
+    assert controller.prepend_rules == ()
+
+
+async def test_cleanup_leaves_the_namespace_as_it_found_it(world: World, proto: Protocol) -> None:
+    await world.iptables(proto, "-t", "filter", "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+    before = await world.snapshot(proto)
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    assert await world.snapshot(proto) != before
+    await controller.cleanup()
+    assert await world.snapshot(proto) == before
+    assert controller.append_rules == ()
+    await controller.cleanup()
+    assert controller.last_stats["writes"] == 0
+
+
+async def test_run_goes_on_after_a_failing_reconcile(world: World, proto: Protocol) -> None:
+    # The rule's chain is managed by someone else and does not exist yet.
+    rule = Rule("filter", "OTHER", ("-j", "ACCEPT"), proto)
+    controller = controller_for(world, proto, resync=0.05)
+    with pytest.raises(IPTablesError):
+        await controller.set(RuleSet(append=[rule]))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller.run)
+            first = await controller.errors.receive()
+            assert isinstance(first, IPTablesError)
+            await world.iptables(proto, "-t", "filter", "-N", "OTHER")
+            while await world.rules(proto, "filter", "OTHER") != ["-A OTHER -j ACCEPT"]:
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+
+async def test_run_repairs_at_each_resync(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto, resync=0.05)
+    await controller.set(kilo(proto))
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller.run)
+            for _ in range(3):
+                await world.iptables(proto, "-t", "nat", "-F", "KILO-NAT")
+                while await world.rules(proto, "nat", "KILO-NAT") != expected_lines(proto, "nat", "KILO-NAT"):
+                    await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+    await assert_in_place(world, proto)
+
+
+async def test_failing_reconcile_is_logged(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    controller = controller_for(world, Protocol.IPV4, resync=0.05)
+    with pytest.raises(IPTablesError):
+        await controller.set(RuleSet(append=[Rule.ipv4("filter", "NOPE", "-j", "ACCEPT")]))
+    with caplog.at_level(logging.WARNING, logger="aioiptables"), anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller.run)
+            await controller.errors.receive()
+            tg.cancel_scope.cancel()
+    assert any("reconcile failed" in record.getMessage() for record in caplog.records)
+
+
+async def test_rules_of_a_protocol_without_client_are_refused_before_any_process(world: World) -> None:
+    controller = controller_for(world, Protocol.IPV4)
+    with pytest.raises(InvalidRuleError, match="no ipv6 client"):
+        await controller.set(RuleSet(append=[Rule.ipv6("filter", "INPUT", "-j", "ACCEPT")]))
+    assert controller.calls == 0
+
+
+async def test_both_protocols_in_one_rule_set(world: World) -> None:
+    controller = Controller(world.client(Protocol.IPV4), world.client(Protocol.IPV6))
+    both = RuleSet(
+        append=[*kilo(Protocol.IPV4).append, *kilo(Protocol.IPV6).append],
+        prepend=[*kilo(Protocol.IPV4).prepend, *kilo(Protocol.IPV6).prepend],
+    )
+    await controller.set(both)
+    assert controller.calls == 2 * (KILO_READS + 2)
+    for proto in Protocol:
+        await assert_in_place(world, proto)
+    await controller.cleanup()
+    for proto in Protocol:
+        assert "KILO" not in " ".join(await world.snapshot(proto))
+
+
+@pytest.mark.parametrize("has_ipv6", [True, False], ids=["ipv6 on", "ipv6 off"])
+async def test_default_clients_follow_the_kernel(
+    netns: str, backend: str, has_ipv6: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aioiptables.controller
+
+    monkeypatch.setattr(aioiptables.controller, "ipv6_enabled", lambda: has_ipv6)
+    controller = Controller(backend=backend, netns=netns)  # type: ignore[arg-type]
+    assert [c.proto for c in controller.clients] == [Protocol.IPV4, Protocol.IPV6][: 2 if has_ipv6 else 1]
+    assert all(c.netns == netns and c.backend == backend for c in controller.clients)
+    await controller.set(kilo(Protocol.IPV4))
+    assert controller.last_stats["writes"] == 2
+    await controller.cleanup()
