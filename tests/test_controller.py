@@ -290,3 +290,12 @@ async def test_default_clients_follow_the_kernel(
     await controller.set(kilo(Protocol.IPV4))
     assert controller.last_stats["writes"] == 2
     await controller.cleanup()
+
+
+async def test_a_failed_listing_raises_the_error_itself_not_a_group() -> None:
+    from aioiptables import Binaries, Client, IPTablesNotFoundError
+
+    missing = Binaries("/nonexistent/iptables", "/nonexistent/save", "/nonexistent/restore")
+    controller = Controller(Client(binaries=missing))
+    with pytest.raises(IPTablesNotFoundError):
+        await controller.set(kilo(Protocol.IPV4))

@@ -215,11 +215,14 @@ class DemoInfo:
 class Reporter(TypingProtocol):
     """Where the demo's progress goes."""
 
-    def start(self, info: DemoInfo) -> None: ...
+    def start(self, info: DemoInfo) -> None:
+        """The demo is about to run its first step."""
 
-    def step(self, result: StepResult) -> None: ...
+    def step(self, result: StepResult) -> None:
+        """A step has run (its checks may still fail)."""
 
-    def finish(self, error: str | None, netns_deleted: bool) -> None: ...
+    def finish(self, error: str | None, netns_deleted: bool) -> None:
+        """The demo is over, the namespace deleted (or not); ``error`` is None on success."""
 
 
 _COLUMNS = "{:>2}  {:<34}{:>10}{:>8}{:>9}{:>10}"
@@ -453,19 +456,19 @@ class Demo:
     async def step_set(self) -> None:
         """1: set the rule set in empty tables."""
         result = await self._measure(1, "set", "set rules (from empty)", self._set)
-        await self._verify("after set")
         for proto, table, chain in self.expected:
             label = f"{os.path.basename(self.inspectors[proto].binaries.iptables)} -t {table} -S {chain}:"
             result.details[label] = await self._listing(proto, table, chain)
         self.reporter.step(result)
+        await self._verify("after set")
 
     async def step_steady(self) -> None:
         """2: reconcile with nothing changed: reads only."""
         result = await self._measure(2, "steady", "reconcile, nothing changed", self.controller.reconcile)
+        self.reporter.step(result)
         if result.writes:
             raise DemoFailure(f"a reconcile with nothing changed wrote {result.writes} times")
         await self._verify("after the steady-state reconcile")
-        self.reporter.step(result)
 
     async def step_delete_rule(self) -> None:
         """3: delete the MASQUERADE rule by hand; reconcile puts it back in place."""
@@ -476,13 +479,13 @@ class Demo:
             raise DemoFailure(f"{command} did not delete the rule")
         title = "MASQUERADE deleted: reconcile"
         result = await self._measure(3, "repair-deleted-rule", title, self.controller.reconcile)
-        await self._verify("after repairing the deleted rule")
         result.details = {
             "tampered:": [command],
             "before the reconcile:": gone,
             "after:": await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN),
         }
         self.reporter.step(result)
+        await self._verify("after repairing the deleted rule")
 
     async def step_flush_chain(self) -> None:
         """4: flush KILO-NAT by hand; reconcile refills it."""
@@ -492,28 +495,26 @@ class Demo:
             raise DemoFailure(f"{command} left rules in {_NAT_CHAIN}")
         title = f"{_NAT_CHAIN} flushed: reconcile"
         result = await self._measure(4, "repair-flushed-chain", title, self.controller.reconcile)
-        await self._verify("after repairing the flushed chain")
         result.details = {
             "tampered:": [command],
             "before the reconcile:": flushed,
             "after:": await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN),
         }
         self.reporter.step(result)
+        await self._verify("after repairing the flushed chain")
 
     async def step_cleanup(self) -> None:
         """5: cleanup() removes every rule and chain; iptables-save shows no trace."""
         result = await self._measure(5, "cleanup", "cleanup()", self.controller.cleanup)
         for inspector in self.inspectors.values():
             for table in ("nat", "filter"):
-                command = f"{os.path.basename(inspector.binaries.save)} -t {table}"
-                saved = [
-                    line for line in (await inspector.save(table)).splitlines() if not line.startswith("#")
-                ]
-                leftovers = [line for line in saved if "KILO" in line]
-                if leftovers:
-                    raise DemoFailure(f"after cleanup, {command} still shows {leftovers}")
-                result.details[f"{command}:"] = saved
+                command = f"{os.path.basename(inspector.binaries.save)} -t {table}:"
+                saved = await inspector.save(table)
+                result.details[command] = [line for line in saved.splitlines() if not line.startswith("#")]
         self.reporter.step(result)
+        leftovers = [line for lines in result.details.values() for line in lines if "KILO" in line]
+        if leftovers:
+            raise DemoFailure(f"after cleanup, iptables-save still shows {leftovers}")
 
 
 # -- the demo: command ------------------------------------------------------------
@@ -531,7 +532,7 @@ def _describe(exc: BaseException) -> str:
     """One message for an error: the first inside it, and how many more there were."""
     leaves = _leaves(exc)
     first = str(leaves[0]) or type(leaves[0]).__name__
-    return first if len(leaves) == 1 else f"{first} (and {len(leaves) - 1} more errors like it)"
+    return first if len(leaves) == 1 else f"{first} (and {len(leaves) - 1} more)"
 
 
 def _is_expected(exc: BaseException) -> bool:

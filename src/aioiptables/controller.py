@@ -181,13 +181,22 @@ class Controller:
     async def _read(self, keys: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
         cache = RuleCache(*self._clients.values())
         observed: dict[ChainKey, ChainListing] = {}
+        failures: list[Exception] = []
 
-        async def read(key: ChainKey) -> None:
-            observed[key] = await cache.listing(*key)
+        async def read(key: ChainKey, scope: anyio.CancelScope) -> None:
+            try:
+                observed[key] = await cache.listing(*key)
+            except Exception as exc:
+                # Stop the other listings and raise this error itself, not
+                # wrapped in an exception group, so callers can catch it.
+                failures.append(exc)
+                scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for key in sorted(keys, key=lambda k: (k[0].value, k[1], k[2])):
-                tg.start_soon(read, key)
+                tg.start_soon(read, key, tg.cancel_scope)
+        if failures:
+            raise failures[0]
         return observed
 
     async def _write(self, table_plan: TablePlan) -> None:

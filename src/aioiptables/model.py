@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 from .errors import InvalidRuleError
@@ -67,12 +67,13 @@ def validate_table(table: str) -> str:
 
 
 def validate_chain_name(name: str) -> str:
-    """Return ``name`` if it is a valid chain name: 1 to 28 printable characters,
+    """Return ``name`` if it is a valid chain name: 1 to 28 bytes of printable text,
     no whitespace or quotes, not starting with ``-`` or ``!``."""
     if not isinstance(name, str):
         raise InvalidRuleError("chain", name, "must be a string")
-    if not 1 <= len(name) <= _MAX_CHAIN_LEN:
-        raise InvalidRuleError("chain", name, f"must be 1 to {_MAX_CHAIN_LEN} characters long")
+    # iptables counts bytes, not characters.
+    if not 1 <= len(name.encode("utf-8", "surrogatepass")) <= _MAX_CHAIN_LEN:
+        raise InvalidRuleError("chain", name, f"must be 1 to {_MAX_CHAIN_LEN} bytes long")
     if _CONTROL.search(name) or any(c.isspace() or c in "\"'\\" for c in name):
         raise InvalidRuleError("chain", name, "must not hold whitespace, quotes or control characters")
     if name[0] in "-!":
@@ -112,7 +113,7 @@ def _proto(value: Protocol) -> Protocol:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Rule:
     """One rule: ``spec`` appended to (or inserted into) ``chain`` of ``table``.
 
@@ -129,11 +130,11 @@ class Rule:
     spec: tuple[str, ...]
     proto: Protocol = Protocol.IPV4
 
-    def __post_init__(self) -> None:
-        validate_table(self.table)
-        validate_chain_name(self.chain)
-        object.__setattr__(self, "spec", validate_spec(self.spec))
-        _proto(self.proto)
+    def __init__(self, table: str, chain: str, spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> None:
+        object.__setattr__(self, "table", validate_table(table))
+        object.__setattr__(self, "chain", validate_chain_name(chain))
+        object.__setattr__(self, "spec", validate_spec(spec))
+        object.__setattr__(self, "proto", _proto(proto))
 
     @classmethod
     def ipv4(cls, table: str, chain: str, *spec: str) -> Rule:
@@ -190,21 +191,20 @@ class Chain:
 Item = Rule | Chain
 
 
-def _tuple_of(
-    items: Sequence[Item] | Iterable[Item], allowed: tuple[type, ...], what: str
-) -> tuple[Item, ...]:
-    result = tuple(items)
+def _tuple_of(items: Iterable[object], allowed: tuple[type, ...], what: str) -> tuple[Item, ...]:
+    result: list[Item] = []
     seen: set[Item] = set()
-    for item in result:
-        if not isinstance(item, allowed):
+    for item in items:
+        if not isinstance(item, allowed) or not isinstance(item, Rule | Chain):
             raise InvalidRuleError(what, item, f"must be {' or '.join(t.__name__ for t in allowed)}")
         if item in seen:
             raise InvalidRuleError(what, item, "appears twice")
         seen.add(item)
-    return result
+        result.append(item)
+    return tuple(result)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RuleSet:
     """The rules a :class:`Controller` keeps in place.
 
@@ -218,17 +218,17 @@ class RuleSet:
     RuleSet(append=(...), prepend=())
     """
 
-    append: tuple[Item, ...] = field(default=())
-    prepend: tuple[Rule, ...] = field(default=())
+    append: tuple[Item, ...]
+    prepend: tuple[Rule, ...]
 
-    def __post_init__(self) -> None:
-        append = _tuple_of(self.append, (Rule, Chain), "append item")
-        prepend = _tuple_of(self.prepend, (Rule,), "prepend rule")
-        both = set(append) & set(prepend)
+    def __init__(self, append: Iterable[Item] = (), prepend: Iterable[Rule] = ()) -> None:
+        appended = _tuple_of(append, (Rule, Chain), "append item")
+        prepended = _tuple_of(prepend, (Rule,), "prepend rule")
+        both = set(appended) & set(prepended)
         if both:
             raise InvalidRuleError("rule", next(iter(both)), "is both appended and prepended")
-        object.__setattr__(self, "append", append)
-        object.__setattr__(self, "prepend", cast("tuple[Rule, ...]", prepend))
+        object.__setattr__(self, "append", appended)
+        object.__setattr__(self, "prepend", cast("tuple[Rule, ...]", prepended))
 
     def __iter__(self) -> Iterator[Item]:
         """Every item: the append items in order, then the prepend rules."""

@@ -112,9 +112,9 @@ class _Work:
         self.keys.append(key)
         self.specs.append(spec)
 
-    def done(self) -> ChainListing:
+    def done(self, exists: bool) -> ChainListing:
         return ChainListing(
-            self.listing.proto, self.listing.table, self.listing.chain, True, tuple(self.specs)
+            self.listing.proto, self.listing.table, self.listing.chain, exists, tuple(self.specs)
         )
 
 
@@ -216,19 +216,32 @@ def plan(
     for key in order:
         if works[key].ops:
             plans.setdefault((key[0], key[1]), []).extend(works[key].ops)
-    for proto, table, name in sorted(removed_chains, key=lambda k: (k[0].value, k[1], k[2])):
-        if observed[(proto, table, name)].exists:
-            plans.setdefault((proto, table), []).extend([Op("flush", name), Op("remove", name)])
+    # Flush every removed chain before deleting any: one may jump to another.
+    gone = [key for key in sorted(removed_chains, key=_order) if observed[key].exists]
+    for kind in ("flush", "remove"):
+        for proto, table, name in gone:
+            plans.setdefault((proto, table), []).append(Op(kind, name))
+
+    def after(key: ChainKey) -> ChainListing:
+        if key in removed_chains:
+            return ChainListing(key[0], key[1], key[2], exists=False)
+        work = works[key]
+        created = any(op.kind == "create" and op.chain == key[2] for op in creates.get(key[:2], []))
+        return work.done(exists=work.listing.exists or created)
 
     return [
         TablePlan(
             proto,
             table,
             tuple(ops),
-            {key[2]: works[key].done() for key in order if key[:2] == (proto, table)},
+            {key[2]: after(key) for key in [*order, *gone] if key[:2] == (proto, table)},
         )
         for (proto, table), ops in sorted(plans.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
     ]
+
+
+def _order(key: ChainKey) -> tuple[str, str, str]:
+    return (key[0].value, key[1], key[2])
 
 
 def _by_chain(rules: Iterable[Rule]) -> dict[ChainKey, list[Rule]]:
