@@ -97,7 +97,7 @@ async def test_steady_reconcile_writes_nothing(world: World, proto: Protocol) ->
     assert controller.last_stats["writes"] == 0, "setting the same rules again writes nothing"
 
 
-TAMPERING = {
+TAMPERING: dict[str, list[tuple[str, ...]]] = {
     "a middle rule deleted": [
         (
             "-t",

@@ -296,4 +296,5 @@ class Client:
 
 def _lines(text: str) -> list[str]:
     # Warnings such as "# Warning: iptables-legacy tables present" are not rules.
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
+    # Split at \n only: a comment may hold U+2028 or U+0085, which splitlines() breaks at.
+    return [line for line in text.split("\n") if line and not line.startswith("#")]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .client import Binaries, Client
+from .errors import InvalidRuleError
 from .model import BUILTIN_CHAINS, Protocol
 from .parse import rule_key
 from .runner import Completed, Runner
@@ -311,7 +312,8 @@ class FakeRunner(Runner):
         tables = self.tables[proto]
         pending: dict[str, _Table] | None = None
         name = ""
-        for number, line in enumerate(payload.splitlines(), 1):
+        # iptables-restore splits lines at \n only (not at U+2028 and the like).
+        for number, line in enumerate(payload.split("\n"), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -329,7 +331,7 @@ class FakeRunner(Runner):
                 elif line.startswith(":"):
                     self._declare(pending[name], line[1:].split())
                 else:
-                    self._command(proto, pending, ["-t", name, *split_line(line)])
+                    self._command(proto, pending, ["-t", name, *_tokens(line)])
             except _Failure as failure:
                 raise _Failure(
                     failure.exit_status if failure.exit_status != 0 else 1,
@@ -355,6 +357,13 @@ class FakeRunner(Runner):
         """The specs in a chain, in order (empty if the chain does not exist)."""
         found = self.tables[proto].get(table, {}).get(chain)
         return list(found.rules) if found else []
+
+
+def _tokens(line: str) -> list[str]:
+    try:
+        return split_line(line)
+    except InvalidRuleError as exc:
+        raise _Failure(2, f"iptables-restore: {exc}") from None
 
 
 def _rename_jump(spec: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:

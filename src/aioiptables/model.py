@@ -53,6 +53,10 @@ BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
 }
 TABLES = frozenset(BUILTIN_CHAINS)
 
+# Names iptables refuses for a user chain ("chain name may not clash with target name").
+_VERDICTS = frozenset(
+    {"ACCEPT", "DROP", "QUEUE", "RETURN", "NFQUEUE", "REJECT", "LOG", "MARK", "DNAT", "SNAT"}
+)
 # XT_EXTENSION_MAXNAMELEN is 29 with the terminating NUL.
 _MAX_CHAIN_LEN = 28
 # Control characters (NUL, newline, DEL...) would end or split a restore line.
@@ -166,6 +170,8 @@ class Chain:
     def __post_init__(self) -> None:
         validate_table(self.table)
         validate_chain_name(self.name)
+        if self.name in _VERDICTS:
+            raise InvalidRuleError("chain", self.name, "clashes with a builtin target")
         _proto(self.proto)
 
     @classmethod
@@ -209,8 +215,10 @@ class RuleSet:
     """The rules a :class:`Controller` keeps in place.
 
     ``append`` holds rules and chains, in order: each rule is kept after the
-    ones before it in the same chain. ``prepend`` holds rules kept at the top
-    of their chains, in the order given.
+    ones before it in the same chain. ``prepend`` holds rules inserted at the
+    top of their chains when missing (position 1, or just after the prepend
+    rule before them), and kept in the order given; rules others insert above
+    them later are left alone.
 
     >>> RuleSet(append=[Chain.ipv4("nat", "KILO-NAT"),
     ...                 Rule.ipv4("nat", "KILO-NAT", "-j", "MASQUERADE")])
