@@ -25,7 +25,9 @@ from aioiptables import Client, Protocol, Rule, RuleCache
 
 def make_rules(count: int, chains: int) -> list[Rule]:
     return [
-        Rule.ipv4("filter", f"BENCH-{i % chains}", "-s", f"10.{i // 250 % 250}.{i % 250}.0/24", "-j", "ACCEPT")
+        Rule.ipv4(
+            "filter", f"BENCH-{i % chains}", "-s", f"10.{i // 250 % 250}.{i % 250}.0/24", "-j", "ACCEPT"
+        )
         for i in range(count)
     ]
 

@@ -7,26 +7,36 @@ compare rules only through it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .extensions import (
+    IMPLICIT,
+    MATCHES,
+    TARGETS,
+    Extension,
+    Options,
+    Unsupported,
+    normalize_address,
+    normalize_protocol,
+)
 from .model import Protocol
 from .syntax import split_line
 
-__all__ = ["RuleKey", "rule_key", "parse_listing", "ChainListing"]
+__all__ = ["RuleKey", "rule_key", "parse_listing", "ChainListing", "Canonical", "canonicalize", "analyze"]
 
 #: What two rules must share to be the same rule.
 RuleKey = tuple[str, ...]
 
 
 def rule_key(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> RuleKey:
-    """The comparison key of a rule spec.
+    """The comparison key of a rule spec: its :func:`canonicalize` form.
 
-    Two specs are the same rule when their keys are equal. Today the key is
-    the token sequence itself (quoting is already undone by the tokenizer).
+    Two specs are the same rule when their keys are equal, however each was
+    spelled.
     """
-    del proto  # the key will depend on it once addresses are canonicalized
-    return tuple(spec)
+    return analyze(tuple(spec), proto).tokens
 
 
 @dataclass(frozen=True)
@@ -70,3 +80,294 @@ def parse_listing(lines: Iterable[str], chain: str) -> tuple[tuple[str, ...], ..
         if len(tokens) >= 2 and tokens[1] == chain:
             specs.append(tuple(tokens[2:]))
     return tuple(specs)
+
+
+# -- canonical forms -----------------------------------------------------------------------------
+
+_BASE = {
+    "-s": "-s", "--source": "-s", "--src": "-s",
+    "-d": "-d", "--destination": "-d", "--dst": "-d",
+    "-i": "-i", "--in-interface": "-i",
+    "-o": "-o", "--out-interface": "-o",
+    "-p": "-p", "--protocol": "-p",
+    "-f": "-f", "--fragment": "-f",
+}  # fmt: skip
+_BASE_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
+_JUMPS = {"-j": "-j", "--jump": "-j", "-g": "-g", "--goto": "-g"}
+_MATCH = frozenset({"-m", "--match"})
+_NO_OPS = frozenset({"-4", "--ipv4", "-6", "--ipv6"})
+_COUNTERS = frozenset({"-c", "--set-counters"})
+
+
+class _Part:
+    """One match or target of a rule being read."""
+
+    __slots__ = ("exact", "ext", "flag", "name", "options", "raw")
+
+    def __init__(self, flag: str, name: str, ext: Extension | None) -> None:
+        self.flag = flag  # "-m", "-j" or "-g"
+        self.name = name
+        self.ext = ext
+        self.options: Options = {}
+        self.raw: list[str] = []  # its tokens as given, for when it is compared as text
+        self.exact = ext is not None
+
+    def tokens(self) -> list[str]:
+        head = [self.flag, self.name]
+        if not self.exact or self.ext is None:
+            return head + self.raw
+        for option in self.ext.options:
+            found = self.options.get(option.name)
+            if found is not None:
+                negated, values = found
+                head += ["!", option.name, *values] if negated else [option.name, *values]
+        return head
+
+
+@dataclass(frozen=True)
+class Canonical:
+    """A rule spec in canonical form.
+
+    ``exact`` is True when every token was understood, so the form is what
+    iptables prints; otherwise the parts not understood were kept as text.
+    """
+
+    tokens: tuple[str, ...]
+    exact: bool
+
+
+def canonicalize(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> tuple[str, ...]:
+    """The canonical form of a rule spec: the same tuple however the rule was
+    spelled, and (for the extensions this library knows) the tokens iptables
+    itself prints for it.
+
+    >>> canonicalize(["--protocol", "6", "--dport", "80", "--jump", "ACCEPT"])
+    ('-p', 'tcp', '-m', 'tcp', '--dport', '80', '-j', 'ACCEPT')
+    >>> canonicalize(["-s", "10.1.2.3/255.0.0.0", "-j", "REJECT"])
+    ('-s', '10.0.0.0/8', '-j', 'REJECT', '--reject-with', 'icmp-port-unreachable')
+    """
+    return analyze(tuple(spec), proto).tokens
+
+
+@functools.lru_cache(maxsize=65536)
+def analyze(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> Canonical:
+    """:func:`canonicalize`, also saying whether every token was understood."""
+    try:
+        return _Reader(spec, proto).read()
+    except _Malformed:
+        # Something iptables itself would refuse or read in a way we cannot
+        # follow: compare the whole rule as text.
+        return Canonical(spec, False)
+
+
+class _Malformed(Exception):
+    pass
+
+
+class _Reader:
+    """Reads a spec the way iptables' option parser does."""
+
+    def __init__(self, spec: tuple[str, ...], proto: Protocol) -> None:
+        self.spec = spec
+        self.proto = proto
+        self.base: dict[str, tuple[bool, str]] = {}
+        self.loaded: list[_Part] = []  # matches and target, in the order loaded
+        self.target: _Part | None = None
+        self.exact = True
+
+    def read(self) -> Canonical:
+        spec, i, negated = self.spec, 0, False
+        swallow: _Part | None = None  # an unknown extension takes every option that follows
+        while i < len(spec):
+            token = spec[i]
+            if token == "!":
+                if negated:
+                    raise _Malformed
+                if swallow is not None and _BASE.get(_at(spec, i + 1)) is None:
+                    swallow.raw.append(token)
+                else:
+                    negated = True
+                i += 1
+                continue
+            flag = _BASE.get(token)
+            if flag is not None:
+                i = self._base(flag, negated, i)
+                swallow, negated = None, False
+                continue
+            if token in _MATCH or token in _JUMPS:
+                if negated or i + 1 >= len(spec):
+                    raise _Malformed
+                part = self._load(_JUMPS.get(token, "-m"), _at(spec, i + 1))
+                swallow = part if part.ext is None else None
+                i, negated = i + 2, False
+                continue
+            if token in _NO_OPS:
+                i += 1
+                continue
+            if token in _COUNTERS:
+                i += 3
+                continue
+            if swallow is not None:
+                swallow.raw.append(token)
+                i += 1
+                continue
+            i = self._option(token, negated, i)
+            negated = False
+        if negated:
+            raise _Malformed
+        return self._result()
+
+    def _base(self, flag: str, negated: bool, i: int) -> int:
+        if flag == "-f":
+            value, step = "", 1
+        else:
+            value, step = _at(self.spec, i + 1), 2
+            if i + 1 >= len(self.spec):
+                raise _Malformed
+        if flag in self.base:
+            raise _Malformed  # iptables refuses a repeated base option
+        self.base[flag] = (negated, value)
+        return i + step
+
+    def _load(self, flag: str, name: str) -> _Part:
+        if flag == "-m":
+            part = _Part(flag, name, MATCHES.get(name))
+        else:
+            if self.target is not None:
+                raise _Malformed  # a second target: iptables refuses it
+            part = _Part(flag, name, TARGETS.get(name) if flag == "-j" else None)
+            if part.ext is None:
+                part.exact = True  # a jump to a chain: nothing more to understand
+                part.ext = _JUMP_TO_CHAIN
+            self.target = part
+        self.loaded.append(part)
+        return part
+
+    def _owner(self, token: str) -> _Part | None:
+        # The most recently loaded extension that knows the option takes it,
+        # as in iptables' merged option table.
+        for part in reversed(self.loaded):
+            if part.ext is not None and token in part.ext.by_flag:
+                return part
+        protocol = self.base.get("-p")
+        if protocol is None or protocol[0]:
+            return None
+        try:
+            name = normalize_protocol(protocol[1], self.proto)
+        except Unsupported:
+            return None
+        implicit = IMPLICIT.get((self.proto, name))
+        if implicit is None or token not in implicit.by_flag:
+            return None
+        part = _Part("-m", implicit.name, implicit)
+        self.loaded.insert(len(self.loaded) - (1 if self.target in self.loaded else 0), part)
+        return part
+
+    def _option(self, token: str, negated: bool, i: int) -> int:
+        part = self._owner(token)
+        if part is None or part.ext is None:
+            # Not ours to read: keep it, and what follows it, as text.
+            self.exact = False
+            holder = self.loaded[-1] if self.loaded else self._orphans()
+            holder.exact = False
+            holder.raw += ["!", token] if negated else [token]
+            return i + 1
+        option = part.ext.by_flag[token]
+        values = self.spec[i + 1 : i + 1 + option.nargs]
+        part.raw += [*(["!"] if negated else []), token, *values]
+        if len(values) < option.nargs:
+            raise _Malformed
+        if option.name in part.options:
+            part.exact = False
+        elif part.exact:
+            try:
+                if option.normalize is not None:
+                    values = option.normalize(values, self.proto)
+            except Unsupported:
+                part.exact = False
+            part.options[option.name] = (negated, values)
+        return i + 1 + option.nargs
+
+    def _orphans(self) -> _Part:
+        part = _Part("", "", None)
+        self.loaded.append(part)
+        return part
+
+    def _result(self) -> Canonical:
+        tokens: list[str] = self._base_tokens()
+        matches = [p for p in self.loaded if p is not self.target]
+        for part in matches + ([self.target] if self.target else []):
+            if part.exact and part.ext is not None and part.ext.finish is not None:
+                try:
+                    part.ext.finish(part.options, self.proto)
+                except Unsupported:
+                    part.exact = False
+            self.exact = self.exact and part.exact
+        for part in _merged(matches):
+            tokens += part.tokens() if part.flag else part.raw
+        if self.target is not None:
+            tokens += self.target.tokens()
+        return Canonical(tuple(tokens), self.exact)
+
+    def _base_tokens(self) -> list[str]:
+        tokens: list[str] = []
+        for flag in _BASE_ORDER:
+            found = self.base.get(flag)
+            if found is None:
+                continue
+            negated, given = found
+            value: str | None = given
+            try:
+                value = self._base_value(flag, given, negated)
+            except Unsupported:
+                self.exact = False
+            if value is None:
+                continue
+            head = ["!", flag] if negated else [flag]
+            tokens += head if flag == "-f" else [*head, value]
+        return tokens
+
+    def _base_value(self, flag: str, value: str, negated: bool) -> str | None:
+        if flag in ("-s", "-d"):
+            if "," in value:
+                raise Unsupported(value)  # iptables makes one rule per address
+            value = normalize_address(value, self.proto)
+            return None if value.endswith("/0") and not negated else value
+        if flag == "-p":
+            value = normalize_protocol(value, self.proto)
+            return None if value == "all" and not negated else value
+        if flag == "-f" and self.proto is Protocol.IPV6:
+            raise Unsupported(flag)
+        if flag in ("-i", "-o") and not 1 <= len(value) <= 15:
+            raise Unsupported(value)
+        return value
+
+
+#: A jump to a user chain: a target with no options.
+_JUMP_TO_CHAIN = Extension("")
+
+
+def _at(spec: tuple[str, ...], i: int) -> str:
+    return spec[i] if i < len(spec) else ""
+
+
+def _merged(matches: list[_Part]) -> list[_Part]:
+    """Fold a repeated tcp or udp match into the first, as iptables-nft does,
+    so that both backends' listings read alike."""
+    result: list[_Part] = []
+    first: dict[str, _Part] = {}
+    for part in matches:
+        earlier = first.get(part.name)
+        if (
+            earlier is not None
+            and part.ext is not None
+            and part.ext.mergeable
+            and part.exact
+            and earlier.exact
+            and not earlier.options.keys() & part.options.keys()
+        ):
+            earlier.options.update(part.options)
+            continue
+        first.setdefault(part.name, part)
+        result.append(part)
+    return result

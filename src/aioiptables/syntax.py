@@ -24,6 +24,8 @@ _ESCAPED = frozenset("\"'\\")
 # what iptables prints (an address like 10.0.0.0/8 needs no quotes), but every
 # token that could split or end a restore line is quoted.
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\#]")
+# What sends split_line down its careful path: quotes and blanks other than space.
+_SPECIAL = re.compile(r'["\t\r\n]')
 
 
 def quote(token: str, *, as_iptables_prints: bool = False) -> str:
@@ -61,6 +63,9 @@ def split_line(line: str) -> list[str]:
     >>> split_line('-A X -m comment --comment "a \\\\"b\\\\"" -j ACCEPT')
     ['-A', 'X', '-m', 'comment', '--comment', 'a "b"', '-j', 'ACCEPT']
     """
+    if not _SPECIAL.search(line):
+        # The common case. str.split() would also split at U+00A0 and the like.
+        return [token for token in line.split(" ") if token]
     tokens: list[str] = []
     current: list[str] = []
     in_token = False
