@@ -299,3 +299,66 @@ async def test_a_failed_listing_raises_the_error_itself_not_a_group() -> None:
     controller = Controller(Client(binaries=missing))
     with pytest.raises(IPTablesNotFoundError):
         await controller.set(kilo(Protocol.IPV4))
+
+
+UNKNOWN_TO_US = {
+    # connlimit is not in our extension tables; iptables adds defaults to it.
+    "an extension we cannot read": (
+        "-p",
+        "tcp",
+        "-m",
+        "connlimit",
+        "--connlimit-above",
+        "10",
+        "-j",
+        "REJECT",
+    ),
+    "a value we cannot read": ("-m", "dscp", "--dscp", "10", "-j", "ACCEPT"),
+}
+
+
+@pytest.mark.parametrize("spec", list(UNKNOWN_TO_US.values()), ids=list(UNKNOWN_TO_US))
+async def test_rules_we_cannot_canonicalize_are_learned_not_rewritten(
+    world: World, proto: Protocol, spec: tuple[str, ...]
+) -> None:
+    rules = RuleSet(append=[Chain("filter", "MINE", proto), Rule("filter", "MINE", spec, proto)])
+    controller = controller_for(world, proto)
+    await controller.set(rules)
+    # One read, one write, one read-back of the chain the rule went into.
+    assert controller.calls == 1 + 1 + 1
+    before = controller.calls
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0
+    assert controller.calls - before == 1, "the steady state reads and writes nothing else"
+    # A rule deleted behind our back is still repaired, and learned again.
+    await world.iptables(proto, "-t", "filter", "-F", "MINE")
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 1
+    assert len(await world.rules(proto, "filter", "MINE")) == 1
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0
+
+
+async def test_steady_state_writes_nothing_however_rules_are_spelled(world: World, proto: Protocol) -> None:
+    net = subnet(proto)
+    icmp = (
+        ("-p", "icmp", "--icmp-type", "echo-request")
+        if proto is Protocol.IPV4
+        else ("-p", "icmpv6", "--icmpv6-type", "echo-request")
+    )
+    spellings = [
+        ("--protocol", "tcp", "--destination-port", "http", "--jump", "ACCEPT"),
+        ("--source", net.split("/")[0], "-m", "state", "--state", "ESTABLISHED,RELATED", "-j", "ACCEPT"),
+        (*icmp, "-j", "REJECT"),
+        ("-m", "comment", "--comment", 'say "hi" \\ there', "-j", "LOG", "--log-level", "warning"),
+        ("-p", "udp", "-m", "multiport", "--dports", "53,domain,100:200", "-j", "RETURN"),
+    ]
+    rules = RuleSet(
+        append=[Chain("filter", "SPELL", proto), *(Rule("filter", "SPELL", s, proto) for s in spellings)]
+    )
+    controller = controller_for(world, proto)
+    await controller.set(rules)
+    assert controller.calls == 2, "one read and one write: nothing needed learning"
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0
+    assert controller.calls == 3

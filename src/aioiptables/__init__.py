@@ -3,7 +3,8 @@
 Works under asyncio and trio (through anyio), runs the real iptables binaries
 as subprocesses, and counts every process it spawns.
 
->>> from aioiptables import Client, Controller, Rule, RuleSet   # doctest: +SKIP
+Start with :class:`Client` for single commands and :class:`Controller` to keep
+a :class:`RuleSet` in place; README.md has a quick start for each.
 """
 
 from .cache import RuleCache

@@ -44,9 +44,10 @@ class ListingClient(TypingProtocol):
 class RuleCache:
     """Answers "does this rule or chain exist?" from as few listings as possible.
 
-    >>> cache = RuleCache(v4_client, v6_client)            # doctest: +SKIP
-    >>> await cache.exists(Rule.ipv4("filter", "INPUT", "-j", "ACCEPT"))  # doctest: +SKIP
-    True
+    Example::
+
+        cache = RuleCache(v4_client, v6_client)
+        await cache.exists(Rule.ipv4("filter", "INPUT", "-j", "ACCEPT"))  # one listing of INPUT
 
     - A rule query lists its chain once (one process per chain); a chain that
       does not exist reads as an empty chain.

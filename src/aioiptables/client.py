@@ -80,10 +80,11 @@ def _detect_backend(binary: str) -> Literal["nft", "legacy"]:
 class Client:
     """Runs iptables (or ip6tables) commands for one protocol.
 
-    >>> client = Client(Protocol.IPV4, netns="test")   # doctest: +SKIP
-    >>> await client.append_unique("filter", "INPUT", "-j", "ACCEPT")  # doctest: +SKIP
-    >>> client.calls                                    # doctest: +SKIP
-    2
+    Example::
+
+        client = Client(Protocol.IPV4, netns="test")
+        await client.append_unique("filter", "INPUT", "-j", "ACCEPT")
+        client.calls  # 2: the check, then the append
 
     Args:
         proto: IPv4 runs ``iptables``, IPv6 runs ``ip6tables``.

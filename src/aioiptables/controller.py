@@ -21,7 +21,7 @@ from .cache import RuleCache
 from .client import BackendName, Client
 from .errors import InvalidRuleError
 from .model import Item, Protocol, Rule, RuleSet
-from .parse import ChainListing
+from .parse import ChainListing, RuleKey, analyze, parse_listing, rule_key
 from .plan import ChainKey, TablePlan, chains_to_read, plan
 
 __all__ = ["Controller", "ipv6_enabled"]
@@ -45,11 +45,13 @@ class Controller:
     """Keeps a :class:`RuleSet` in place: adds what is missing, restores order,
     removes what is no longer wanted.
 
-    >>> controller = Controller(Client(netns="test"), resync=30)    # doctest: +SKIP
-    >>> await controller.set(RuleSet(append=[Chain.ipv4("nat", "KILO-NAT"),
-    ...     Rule.ipv4("nat", "KILO-NAT", "-j", "MASQUERADE")]))    # doctest: +SKIP
-    >>> async with anyio.create_task_group() as tg:                # doctest: +SKIP
-    ...     tg.start_soon(controller.run)
+    Example::
+
+        controller = Controller(Client(netns="test"), resync=30)
+        await controller.set(RuleSet(append=[Chain.ipv4("nat", "KILO-NAT"),
+            Rule.ipv4("nat", "KILO-NAT", "-j", "MASQUERADE")]))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller.run)
 
     Args:
         v4, v6: the clients for each protocol. With neither given, the
@@ -83,6 +85,9 @@ class Controller:
         self.logger = logger or logging.getLogger("aioiptables")
         self._ruleset = RuleSet()
         self._retired: dict[Item, None] = {}  # ordered set of what to remove
+        # How iptables printed rules the canonicalizer cannot fully read:
+        # (proto, table, chain, our canonical form) -> the printed form's key.
+        self._learned: dict[tuple[Protocol, str, str, RuleKey], RuleKey] = {}
         self._lock = anyio.Lock()
         self._errors_in: MemoryObjectSendStream[Exception]
         self.errors: MemoryObjectReceiveStream[Exception]
@@ -128,6 +133,7 @@ class Controller:
             for item in kept:
                 self._retired.pop(item, None)
             self._ruleset = ruleset
+            self._forget_unwanted()
             await self._reconcile()
 
     async def reconcile(self) -> None:
@@ -166,7 +172,7 @@ class Controller:
         calls_before = self.calls
         retired = list(self._retired)
         observed = await self._read(chains_to_read(self._ruleset, retired))
-        plans = plan(self._ruleset, observed, retired)
+        plans = plan(self._ruleset, observed, retired, key=self._key)
         for table_plan in plans:
             await self._write(table_plan)
         self._retired.clear()
@@ -209,3 +215,58 @@ class Controller:
             extra={"table": table_plan.table, "changes": len(table_plan.ops)},
         )
         await client.restore(table_plan.payload)
+        await self._learn(client, table_plan)
+
+    def _key(self, rule: Rule) -> RuleKey:
+        own = rule_key(rule.spec, rule.proto)
+        return self._learned.get((rule.proto, rule.table, rule.chain, own), own)
+
+    def _forget_unwanted(self) -> None:
+        wanted = {
+            (r.proto, r.table, r.chain, rule_key(r.spec, r.proto))
+            for r in self._ruleset
+            if isinstance(r, Rule)
+        }
+        for stale in [k for k in self._learned if k not in wanted]:
+            del self._learned[stale]
+
+    async def _learn(self, client: Client, table_plan: TablePlan) -> None:
+        """Read back the chains where rules the canonicalizer cannot fully
+        read were just written, and remember how iptables printed them, so
+        later reconciles find them instead of writing them again.
+
+        Costs one listing per such chain, only when such a rule is written.
+        """
+        proto, table = table_plan.proto, table_plan.table
+        chains = sorted(
+            {
+                op.chain
+                for op in table_plan.ops
+                if op.kind in ("append", "insert") and not analyze(op.spec, proto).exact
+            }
+        )
+        for chain in chains:
+            printed = parse_listing(await client.list(table, chain), chain)
+            learned = _align(table_plan.after[chain].specs, printed, proto)
+            if learned is None:
+                self.logger.debug("%s %s changed while written; will learn later", table, chain)
+                continue
+            self._learned.update({(proto, table, chain, k): v for k, v in learned.items()})
+
+
+def _align(
+    predicted: tuple[tuple[str, ...], ...], printed: tuple[tuple[str, ...], ...], proto: Protocol
+) -> dict[RuleKey, RuleKey] | None:
+    """Pair the rules a plan predicted with the rules iptables printed, by
+    position; None when the chain is not what the plan predicted."""
+    if len(predicted) != len(printed):
+        return None
+    learned: dict[RuleKey, RuleKey] = {}
+    for want, got in zip(predicted, printed, strict=True):
+        wanted = analyze(want, proto)
+        if wanted.exact:
+            if wanted.tokens != rule_key(got, proto):
+                return None  # someone else changed the chain in between
+        else:
+            learned[wanted.tokens] = rule_key(got, proto)
+    return learned

@@ -150,6 +150,41 @@ class Rule:
         """An IPv6 rule: ``Rule.ipv6("filter", "INPUT", "-j", "ACCEPT")``."""
         return cls(table, chain, spec, Protocol.IPV6)
 
+    @property
+    def canonical(self) -> tuple[str, ...]:
+        """The spec in canonical form: the same however the rule was spelled.
+
+        >>> Rule.ipv4("filter", "INPUT", "-p", "tcp", "--dport", "80").canonical
+        ('-p', 'tcp', '-m', 'tcp', '--dport', '80')
+        """
+        # The parser sits above the model (it needs Protocol); import it late.
+        from .parse import canonicalize
+
+        return canonicalize(self.spec, self.proto)
+
+    def same_as(self, other: Rule) -> bool:
+        """Whether ``other`` is the same rule, by meaning: same protocol, table
+        and chain, and the same canonical spec.
+
+        >>> Rule.ipv4("nat", "X", "-s", "1.2.3.4", "-j", "ACCEPT").same_as(
+        ...     Rule.ipv4("nat", "X", "--source", "1.2.3.4/32", "--jump", "ACCEPT"))
+        True
+        """
+        if (self.proto, self.table, self.chain) != (other.proto, other.table, other.chain):
+            return False
+        return self.canonical == other.canonical
+
+    @classmethod
+    def parse(cls, line: str, table: str = "filter", proto: Protocol = Protocol.IPV4) -> Rule:
+        """A rule from one ``iptables -S`` or iptables-save line.
+
+        >>> Rule.parse('-A INPUT -m comment --comment "a b" -j ACCEPT', table="filter").spec
+        ('-m', 'comment', '--comment', 'a b', '-j', 'ACCEPT')
+        """
+        from .parse import parse_rule
+
+        return parse_rule(line, table, proto)
+
     def __str__(self) -> str:
         head = f"{self.table} -A {self.chain}"
         return f"{head} {join_tokens(self.spec)}" if self.spec else head

@@ -11,6 +11,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .errors import InvalidRuleError
 from .extensions import (
     IMPLICIT,
     MATCHES,
@@ -21,10 +22,21 @@ from .extensions import (
     normalize_address,
     normalize_protocol,
 )
-from .model import Protocol
+from .model import Protocol, Rule
 from .syntax import split_line
 
-__all__ = ["RuleKey", "rule_key", "parse_listing", "ChainListing", "Canonical", "canonicalize", "analyze"]
+__all__ = [
+    "RuleKey",
+    "rule_key",
+    "parse_listing",
+    "parse_rule",
+    "parse_save",
+    "ChainListing",
+    "TableSnapshot",
+    "Canonical",
+    "canonicalize",
+    "analyze",
+]
 
 #: What two rules must share to be the same rule.
 RuleKey = tuple[str, ...]
@@ -371,3 +383,61 @@ def _merged(matches: list[_Part]) -> list[_Part]:
         first.setdefault(part.name, part)
         result.append(part)
     return result
+
+
+# -- whole lines and whole tables ----------------------------------------------------------------
+
+
+def parse_rule(line: str, table: str = "filter", proto: Protocol = Protocol.IPV4) -> Rule:
+    """A :class:`Rule` from one ``-S`` or iptables-save line (``-A CHAIN ...``,
+    or ``-I CHAIN [N] ...``), with iptables' quoting rules.
+
+    >>> parse_rule('-A INPUT -m comment --comment "a b" -j ACCEPT').spec
+    ('-m', 'comment', '--comment', 'a b', '-j', 'ACCEPT')
+    """
+    tokens = split_line(line)
+    if len(tokens) < 2 or tokens[0] not in ("-A", "--append", "-I", "--insert"):
+        raise InvalidRuleError("rule line", line, "must start with -A CHAIN or -I CHAIN")
+    spec = tokens[2:]
+    if tokens[0] in ("-I", "--insert") and spec and spec[0].isdigit():
+        spec = spec[1:]
+    return Rule(table, tokens[1], spec, proto)
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One table as iptables-save printed it: every chain, in order, with its rules."""
+
+    proto: Protocol
+    table: str
+    chains: dict[str, ChainListing]
+    policies: dict[str, str]
+
+
+def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSnapshot]:
+    """Every table in iptables-save output, by name.
+
+    Rules are tokenized and canonicalized once each; chains keep their order.
+    """
+    tables: dict[str, TableSnapshot] = {}
+    table = ""
+    specs: dict[str, list[tuple[str, ...]]] = {}
+    policies: dict[str, str] = {}
+    for line in text.split("\n"):
+        if line.startswith("-A "):
+            tokens = split_line(line)
+            specs[tokens[1]].append(tuple(tokens[2:]))
+        elif line.startswith(":"):
+            name, _, rest = line[1:].partition(" ")
+            specs[name] = []
+            policy = rest.split(" ", 1)[0]
+            if policy != "-":
+                policies[name] = policy
+        elif line.startswith("*"):
+            table, specs, policies = line[1:].strip(), {}, {}
+        elif line.startswith("COMMIT"):
+            chains = {
+                name: ChainListing(proto, table, name, True, tuple(rules)) for name, rules in specs.items()
+            }
+            tables[table] = TableSnapshot(proto, table, chains, policies)
+    return tables

@@ -20,7 +20,7 @@ The ordering rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,10 +28,11 @@ from .model import Chain, Protocol, Rule, RuleSet
 from .parse import ChainListing, RuleKey, rule_key
 from .syntax import join_tokens
 
-__all__ = ["Op", "TablePlan", "plan", "chains_to_read", "ChainKey"]
+__all__ = ["Op", "TablePlan", "plan", "chains_to_read", "default_key", "ChainKey", "KeyFunction"]
 
 ChainKey = tuple[Protocol, str, str]
 TableKey = tuple[Protocol, str]
+KeyFunction = Callable[[Rule], RuleKey]
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,13 @@ def _in_order(wanted: Sequence[RuleKey], keys: Sequence[RuleKey]) -> list[int]:
     return found
 
 
-def _keep_prepends(work: _Work, rules: Sequence[Rule]) -> None:
-    wanted = [rule_key(r.spec, r.proto) for r in rules]
+def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
+    wanted = [key(r) for r in rules]
     broken = len(_in_order(wanted, work.keys))
     if broken == len(wanted):
         return
-    for key in wanted[broken:]:
-        work.delete_all(key)
+    for stale in wanted[broken:]:
+        work.delete_all(stale)
     # Deleting may have shifted the rules that stay: find them again.
     kept = _in_order(wanted[:broken], work.keys)
     position = kept[-1] + 2 if kept else 1
@@ -147,32 +148,40 @@ def _keep_prepends(work: _Work, rules: Sequence[Rule]) -> None:
         work.insert(position + offset, wanted[broken + offset], rule.spec)
 
 
-def _keep_appends(work: _Work, rules: Sequence[Rule]) -> None:
-    wanted = [rule_key(r.spec, r.proto) for r in rules]
+def _keep_appends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
+    wanted = [key(r) for r in rules]
     broken = len(_in_order(wanted, work.keys))
     if broken == len(wanted):
         return
-    for key in wanted[broken:]:
-        work.delete_all(key)
-    for key, rule in zip(wanted[broken:], rules[broken:], strict=True):
-        work.append(key, rule.spec)
+    for stale in wanted[broken:]:
+        work.delete_all(stale)
+    for wanted_key, rule in zip(wanted[broken:], rules[broken:], strict=True):
+        work.append(wanted_key, rule.spec)
+
+
+def default_key(rule: Rule) -> RuleKey:
+    """How the planner recognizes a rule in a listing: its canonical spec."""
+    return rule_key(rule.spec, rule.proto)
 
 
 def plan(
     ruleset: RuleSet,
     observed: Mapping[ChainKey, ChainListing],
     remove: Iterable[Rule | Chain] = (),
+    *,
+    key: KeyFunction = default_key,
 ) -> list[TablePlan]:
     """The changes that make the chains hold ``ruleset`` and nothing of ``remove``.
 
     ``observed`` must hold a listing of every chain in
-    :func:`chains_to_read`. Returns one plan per (protocol, table) that needs
-    a change, in a stable order; an empty list means all is in place.
+    :func:`chains_to_read`. ``key`` says which listed rule a wanted rule is
+    (by default its canonical spec; the controller adds what it learned of
+    rules it cannot canonicalize). Returns one plan per (protocol, table)
+    that needs a change, in a stable order; an empty list means all is in
+    place.
     """
     wanted_keys = {
-        (item.proto, item.table, item.chain, rule_key(item.spec, item.proto))
-        for item in ruleset
-        if isinstance(item, Rule)
+        (item.proto, item.table, item.chain, key(item)) for item in ruleset if isinstance(item, Rule)
     }
     wanted_chains = {item for item in ruleset if isinstance(item, Chain)}
     removed_chains = {
@@ -184,49 +193,49 @@ def plan(
     order: list[ChainKey] = []
     creates: dict[TableKey, list[Op]] = {}
 
-    def work_for(key: ChainKey) -> _Work:
-        if key not in works:
-            listing = observed[key]
-            works[key] = _Work(listing, list(listing.keys), list(listing.specs), [])
-            order.append(key)
-        return works[key]
+    def work_for(chain: ChainKey) -> _Work:
+        if chain not in works:
+            listing = observed[chain]
+            works[chain] = _Work(listing, list(listing.keys), list(listing.specs), [])
+            order.append(chain)
+        return works[chain]
 
     for item in ruleset.append:
         if isinstance(item, Chain) and not item.builtin:
-            key = (item.proto, item.table, item.name)
-            work = work_for(key)
-            if not work.listing.exists and key not in removed_chains:
+            chain = (item.proto, item.table, item.name)
+            if not work_for(chain).listing.exists and chain not in removed_chains:
                 creates.setdefault((item.proto, item.table), []).append(Op("create", item.name))
 
     for item in remove:
         if isinstance(item, Rule):
-            key = (item.proto, item.table, item.chain)
-            rkey = rule_key(item.spec, item.proto)
-            if key in removed_chains or (*key, rkey) in wanted_keys:
+            chain = (item.proto, item.table, item.chain)
+            rkey = key(item)
+            if chain in removed_chains or (*chain, rkey) in wanted_keys:
                 continue  # the chain goes as a whole, or the rule is still wanted
-            work_for(key).delete_all(rkey)
+            work_for(chain).delete_all(rkey)
 
-    for key, rules in _by_chain(ruleset.prepend).items():
-        _keep_prepends(work_for(key), rules)
+    for chain, rules in _by_chain(ruleset.prepend).items():
+        _keep_prepends(work_for(chain), rules, key)
     appended = [r for r in ruleset.append if isinstance(r, Rule)]
-    for key, rules in _by_chain(appended).items():
-        _keep_appends(work_for(key), rules)
+    for chain, rules in _by_chain(appended).items():
+        _keep_appends(work_for(chain), rules, key)
 
     plans: dict[TableKey, list[Op]] = {tkey: list(ops) for tkey, ops in creates.items()}
-    for key in order:
-        if works[key].ops:
-            plans.setdefault((key[0], key[1]), []).extend(works[key].ops)
+    for chain in order:
+        if works[chain].ops:
+            plans.setdefault((chain[0], chain[1]), []).extend(works[chain].ops)
     # Flush every removed chain before deleting any: one may jump to another.
-    gone = [key for key in sorted(removed_chains, key=_order) if observed[key].exists]
+    gone = [chain for chain in sorted(removed_chains, key=_order) if observed[chain].exists]
     for kind in ("flush", "remove"):
         for proto, table, name in gone:
             plans.setdefault((proto, table), []).append(Op(kind, name))
 
-    def after(key: ChainKey) -> ChainListing:
-        if key in removed_chains:
-            return ChainListing(key[0], key[1], key[2], exists=False)
-        work = works[key]
-        created = any(op.kind == "create" and op.chain == key[2] for op in creates.get(key[:2], []))
+    def after(chain: ChainKey) -> ChainListing:
+        if chain in removed_chains:
+            return ChainListing(*chain, exists=False)
+        work = works[chain]
+        made = creates.get((chain[0], chain[1]), [])
+        created = any(op.kind == "create" and op.chain == chain[2] for op in made)
         return work.done(exists=work.listing.exists or created)
 
     return [
@@ -234,7 +243,7 @@ def plan(
             proto,
             table,
             tuple(ops),
-            {key[2]: after(key) for key in [*order, *gone] if key[:2] == (proto, table)},
+            {chain[2]: after(chain) for chain in [*order, *gone] if chain[:2] == (proto, table)},
         )
         for (proto, table), ops in sorted(plans.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
     ]
