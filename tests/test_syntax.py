@@ -143,3 +143,24 @@ def test_split_line_reads_back_join_tokens(tokens: list[str]) -> None:
 @given(_TOKEN)
 def test_split_line_reads_back_quote_as_iptables_prints(token: str) -> None:
     assert split_line(quote(token, as_iptables_prints=True)) == [token]
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab "\\\t\r\n\'#')), max_size=40))
+def test_the_fast_tokenizer_agrees_with_the_careful_one(line: str) -> None:
+    from aioiptables.syntax import _split_slowly
+
+    try:
+        expected: list[str] | None = _split_slowly(line)
+    except InvalidRuleError:
+        expected = None
+    try:
+        got: list[str] | None = split_line(line)
+    except InvalidRuleError:
+        got = None
+    assert got == expected
+
+
+def test_an_unterminated_quote_after_long_tokens_is_refused() -> None:
+    # A regular expression with nested repetition would backtrack for ages here.
+    with pytest.raises(InvalidRuleError):
+        split_line("a" * 5000 + ' "' + "b" * 5000)

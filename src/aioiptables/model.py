@@ -37,6 +37,10 @@ class Protocol(enum.Enum):
     IPV4 = "ipv4"
     IPV6 = "ipv6"
 
+    # Members are singletons: hash by identity, in C. Enum's own __hash__ is
+    # Python code, and protocols are part of every cache key on the hot path.
+    __hash__ = object.__hash__
+
     @property
     def command(self) -> str:
         """The base command name: ``iptables`` or ``ip6tables``."""

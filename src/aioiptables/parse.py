@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import InvalidRuleError
 from .extensions import (
@@ -21,6 +22,7 @@ from .extensions import (
     Unsupported,
     normalize_address,
     normalize_protocol,
+    verbatim,
 )
 from .model import Protocol, Rule
 from .syntax import split_line
@@ -136,12 +138,13 @@ class _Part:
         return head
 
 
-@dataclass(frozen=True)
-class Canonical:
+class Canonical(NamedTuple):
     """A rule spec in canonical form.
 
     ``exact`` is True when every token was understood, so the form is what
     iptables prints; otherwise the parts not understood were kept as text.
+    (A named tuple rather than a frozen dataclass: one is made per rule read,
+    and a tuple is several times cheaper to build.)
     """
 
     tokens: tuple[str, ...]
@@ -161,15 +164,153 @@ def canonicalize(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> tuple[
     return analyze(tuple(spec), proto).tokens
 
 
-@functools.lru_cache(maxsize=65536)
 def analyze(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> Canonical:
     """:func:`canonicalize`, also saying whether every token was understood."""
+    return _by_groups(spec, proto) or _read(spec, proto)
+
+
+# Rules spelled other ways than iptables prints them (users' own specs) take
+# the full reader; the same specs come back every reconcile, so keep them.
+@functools.lru_cache(maxsize=16384)
+def _read(spec: tuple[str, ...], proto: Protocol) -> Canonical:
     try:
         return _Reader(spec, proto).read()
     except _Malformed:
         # Something iptables itself would refuse or read in a way we cannot
         # follow: compare the whole rule as text.
         return Canonical(spec, False)
+
+
+_GROUP_HEADS = frozenset({"-m", "--match", "-j", "--jump", "-g", "--goto"})
+_MERGEABLE = frozenset(name for name, ext in MATCHES.items() if ext.mergeable)
+
+
+def _by_groups(spec: tuple[str, ...], proto: Protocol) -> Canonical | None:
+    """The fast path, for rules shaped as iptables prints them.
+
+    A rule whose every option follows the ``-m`` or ``-j`` it belongs to
+    reads the same one group at a time as all at once; groups recur from
+    rule to rule (``-m tcp --dport 80``), so each is read once and cached.
+    Returns None for any other shape, which the full reader then takes.
+    """
+    heads = [i for i, token in enumerate(spec) if token in _GROUP_HEADS]
+    if not heads:
+        alone = _base_group(spec, proto)
+        return None if alone is None else Canonical(alone, True)
+    base = _base_group(spec[: heads[0]], proto)
+    if base is None:
+        return None
+    tokens = list(base)
+    target: tuple[str, ...] | None = None
+    seen: set[str] = set()
+    heads.append(len(spec))
+    start = heads[0]
+    for end in heads[1:]:
+        group = _group(spec[start:end], proto)
+        if group is None:
+            return None
+        if group[0] == "-m":
+            if group[1] in _MERGEABLE:
+                if group[1] in seen:
+                    return None  # iptables-nft folds these: the full reader does too
+                seen.add(group[1])
+            tokens += group
+        elif target is not None:
+            return None
+        else:
+            target = group
+        start = end
+    if target is not None:
+        tokens += target
+    return Canonical(tuple(tokens), True)
+
+
+_BASE_ONLY = frozenset(_BASE_ORDER)
+
+
+def _verbatim_only(ext: Extension) -> bool:
+    return ext.finish is None and all(
+        option.normalize is verbatim or option.nargs == 0 for option in ext.options
+    )
+
+
+# Extensions whose printed form is their input, options put in order.
+_VERBATIM = {("-m", name) for name, ext in MATCHES.items() if _verbatim_only(ext)} | {
+    ("-j", name) for name, ext in TARGETS.items() if _verbatim_only(ext)
+}
+
+
+def _already_printed(group: tuple[str, ...]) -> bool:
+    """Whether a group of a verbatim extension is already in printed form:
+    every option under its printed name, once, in printed order, no negation."""
+    if (group[0], group[1]) not in _VERBATIM:
+        return False
+    ext = (MATCHES if group[0] == "-m" else TARGETS)[group[1]]
+    i, last = 2, -1
+    while i < len(group):
+        option = ext.by_flag.get(group[i])
+        if option is None or option.name != group[i]:
+            return False
+        place = ext.order[option.name]
+        if place <= last:
+            return False
+        last = place
+        i += 1 + option.nargs
+    return i == len(group)
+
+
+def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
+    """The base options as iptables prints them (``-s A -d B -i I -p P``), read
+    without the full reader; None for anything else."""
+    found: dict[str, tuple[str, ...]] = {}
+    i, count = 0, len(group)
+    while i < count:
+        negated = group[i] == "!"
+        flag = group[i + negated] if i + negated < count else ""
+        if flag not in _BASE_ONLY or flag in found or flag == "-f":
+            return _group(group, proto)
+        value = group[i + negated + 1] if i + negated + 1 < count else None
+        if value is None:
+            return None
+        try:
+            if flag in ("-s", "-d"):
+                if "," in value:
+                    return None
+                value = normalize_address(value, proto)
+                if value.endswith("/0") and not negated:
+                    i += negated + 2
+                    continue
+            elif flag == "-p":
+                value = normalize_protocol(value, proto)
+                if value == "all" and not negated:
+                    i += negated + 2
+                    continue
+            elif not 1 <= len(value) <= 15:
+                return None
+        except Unsupported:
+            return None
+        found[flag] = ("!", flag, value) if negated else (flag, value)
+        i += negated + 2
+    if len(found) == 1:
+        return next(iter(found.values()))
+    ordered: list[str] = []
+    for flag in _BASE_ORDER:
+        if flag in found:
+            ordered += found[flag]
+    return tuple(ordered)
+
+
+@functools.lru_cache(maxsize=16384)
+def _group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
+    """One group read on its own, or None unless it is wholly understood."""
+    if len(group) == 4 and group[0] == "-m" and group[1] == "comment" and group[2] == "--comment":
+        return group  # the commonest group, and always verbatim
+    if len(group) == 2 and group[0] in ("-j", "-g") and group[1] not in TARGETS:
+        return group  # a jump to a chain
+    if _already_printed(group):
+        return group
+    read = _read(group, proto)
+    return read.tokens if read.exact else None
 
 
 class _Malformed(Exception):
@@ -426,7 +567,7 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
     for line in text.split("\n"):
         if line.startswith("-A "):
             tokens = split_line(line)
-            specs[tokens[1]].append(tuple(tokens[2:]))
+            specs.setdefault(tokens[1], []).append(tuple(tokens[2:]))
         elif line.startswith(":"):
             name, _, rest = line[1:].partition(" ")
             specs[name] = []

@@ -24,8 +24,6 @@ _ESCAPED = frozenset("\"'\\")
 # what iptables prints (an address like 10.0.0.0/8 needs no quotes), but every
 # token that could split or end a restore line is quoted.
 _NEEDS_QUOTES = re.compile(r"[\s\"'\\#]")
-# What sends split_line down its careful path: quotes and blanks other than space.
-_SPECIAL = re.compile(r'["\t\r\n]')
 
 
 def quote(token: str, *, as_iptables_prints: bool = False) -> str:
@@ -63,9 +61,54 @@ def split_line(line: str) -> list[str]:
     >>> split_line('-A X -m comment --comment "a \\\\"b\\\\"" -j ACCEPT')
     ['-A', 'X', '-m', 'comment', '--comment', 'a "b"', '-j', 'ACCEPT']
     """
-    if not _SPECIAL.search(line):
+    if "\t" in line or "\r" in line or "\n" in line:
+        return _split_slowly(line)
+    if '"' not in line:
         # The common case. str.split() would also split at U+00A0 and the like.
         return [token for token in line.split(" ") if token]
+    quotes = line.count('"')
+    if quotes == 2 and "\\" not in line:
+        return _split_one_quoted(line)
+    if "\\" not in line and quotes % 2 == 0:
+        # Quotes but no escapes: quoted and unquoted stretches alternate.
+        return _split_at_quotes(line)
+    return _split_slowly(line)
+
+
+def _split_one_quoted(line: str) -> list[str]:
+    # The shape of nearly every quoted line iptables prints: one quoted value
+    # standing alone (a comment, a log prefix).
+    before, _, rest = line.partition('"')
+    inside, _, after = rest.partition('"')
+    if (before and before[-1] != " ") or (after and after[0] != " "):
+        return _split_at_quotes(line)  # glued to its neighbours
+    tokens = [token for token in before.split(" ") if token]
+    tokens.append(inside)
+    tokens += [token for token in after.split(" ") if token]
+    return tokens
+
+
+def _split_at_quotes(line: str) -> list[str]:
+    tokens: list[str] = []
+    current: str | None = None  # the token being built, quotes and all
+    for index, part in enumerate(line.split('"')):
+        if index % 2:
+            current = (current or "") + part  # a quoted stretch, blanks and all
+            continue
+        pieces = part.split(" ")
+        if pieces[0]:
+            current = (current or "") + pieces[0]
+        if len(pieces) > 1:
+            if current is not None:
+                tokens.append(current)
+            tokens.extend(filter(None, pieces[1:-1]))
+            current = pieces[-1] or None
+    if current is not None:
+        tokens.append(current)
+    return tokens
+
+
+def _split_slowly(line: str) -> list[str]:
     tokens: list[str] = []
     current: list[str] = []
     in_token = False
