@@ -268,7 +268,7 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
         negated = group[i] == "!"
         flag = group[i + negated] if i + negated < count else ""
         if flag not in _BASE_ONLY or flag in found or flag == "-f":
-            return _group(group, proto)
+            return None  # implicit matches, repeats, -f: the full reader knows best
         value = group[i + negated + 1] if i + negated + 1 < count else None
         if value is None:
             return None
@@ -303,12 +303,16 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
 @functools.lru_cache(maxsize=16384)
 def _group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     """One group read on its own, or None unless it is wholly understood."""
+    if len(group) < 2:
+        return None
     if len(group) == 4 and group[0] == "-m" and group[1] == "comment" and group[2] == "--comment":
         return group  # the commonest group, and always verbatim
     if len(group) == 2 and group[0] in ("-j", "-g") and group[1] not in TARGETS:
         return group  # a jump to a chain
     if _already_printed(group):
         return group
+    if not _BASE.keys().isdisjoint(group):
+        return None  # a base option after a match or target: its place is up front
     read = _read(group, proto)
     return read.tokens if read.exact else None
 
@@ -417,16 +421,24 @@ class _Reader:
         return part
 
     def _option(self, token: str, negated: bool, i: int) -> int:
+        given, inline = token, None
+        if token.startswith("--") and "=" in token:
+            token, _, inline = token.partition("=")  # getopt's --option=value
         part = self._owner(token)
         if part is None or part.ext is None:
             # Not ours to read: keep it, and what follows it, as text.
             self.exact = False
             holder = self.loaded[-1] if self.loaded else self._orphans()
             holder.exact = False
-            holder.raw += ["!", token] if negated else [token]
+            holder.raw += ["!", given] if negated else [given]
             return i + 1
         option = part.ext.by_flag[token]
-        values = self.spec[i + 1 : i + 1 + option.nargs]
+        if inline is None:
+            values, step = self.spec[i + 1 : i + 1 + option.nargs], 1 + option.nargs
+        elif option.nargs == 0:
+            raise _Malformed  # getopt refuses a value for a flag
+        else:
+            values, step = (inline, *self.spec[i + 1 : i + option.nargs]), option.nargs
         part.raw += [*(["!"] if negated else []), token, *values]
         if len(values) < option.nargs:
             raise _Malformed
@@ -439,7 +451,7 @@ class _Reader:
             except Unsupported:
                 part.exact = False
             part.options[option.name] = (negated, values)
-        return i + 1 + option.nargs
+        return i + step
 
     def _orphans(self) -> _Part:
         part = _Part("", "", None)
