@@ -19,9 +19,8 @@ import time
 from _netns import private_netns, restore
 from kube import kube_proxy_payload
 
-from aioiptables import Protocol
+from aioiptables import Protocol, parse
 from aioiptables import extensions as ext
-from aioiptables import parse
 
 
 def clear_caches() -> None:
@@ -42,17 +41,26 @@ def saved(backend: str, payload: str) -> str:
     return done.stdout
 
 
+def read_all(text: str) -> int:
+    """Parse the save output and canonicalize every rule of every chain."""
+    count = 0
+    for table in parse.parse_save(text, Protocol.IPV4).values():
+        for listing in table.chains.values():
+            count += len(listing.keys)
+    return count
+
+
 def measure(text: str, runs: int) -> tuple[float, float, float]:
     """Best wall and CPU seconds of a cold parse, and the best warm wall seconds."""
     wall, cpu, warm = [], [], []
     for _ in range(runs):
         clear_caches()
         started, started_cpu = time.perf_counter(), time.process_time()
-        parse.parse_save(text, Protocol.IPV4)
+        read_all(text)
         wall.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
         started = time.perf_counter()
-        parse.parse_save(text, Protocol.IPV4)
+        read_all(text)
         warm.append(time.perf_counter() - started)
     return min(wall), min(cpu), min(warm)
 

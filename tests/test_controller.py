@@ -45,7 +45,10 @@ def kilo(proto: Protocol) -> RuleSet:
     )
 
 
-KILO_READS = 5  # chains touched: nat KILO-NAT, POSTROUTING; filter KILO-FWD, FORWARD, INPUT
+# Chains touched: nat KILO-NAT, POSTROUTING; filter KILO-FWD, FORWARD, INPUT.
+# By default a table with several chains to read is read with one iptables-save.
+KILO_READS = 2
+KILO_READS_PER_CHAIN = 5
 
 
 def expected_lines(proto: Protocol, table: str, chain: str) -> list[str]:
@@ -84,6 +87,30 @@ async def test_set_from_empty_reads_each_chain_once_and_writes_each_table_once(
     await assert_in_place(world, proto)
     assert controller.calls == KILO_READS + 2
     assert controller.last_stats["writes"] == 2
+
+
+@pytest.mark.parametrize(
+    ("snapshot_from", "reads"),
+    [(2, KILO_READS), (0, KILO_READS_PER_CHAIN), (3, 1 + 2), (6, KILO_READS_PER_CHAIN)],
+    ids=[
+        "a snapshot per table with two chains or more",
+        "a listing per chain, as Kilo",
+        "a snapshot for filter (3 chains), listings for nat (2)",
+        "a threshold above every table reads per chain",
+    ],
+)
+async def test_reading_policy_costs(world: World, proto: Protocol, snapshot_from: int, reads: int) -> None:
+    controller = controller_for(world, proto, snapshot_from=snapshot_from)
+    await controller.set(kilo(proto))
+    assert controller.calls == reads + 2
+    await world.iptables(proto, "-t", "nat", "-F", "KILO-NAT")
+    before = controller.calls
+    await controller.reconcile()
+    assert controller.calls - before == reads + 1
+    await assert_in_place(world, proto)
+    before = controller.calls
+    await controller.reconcile()
+    assert controller.calls - before == reads
 
 
 async def test_steady_reconcile_writes_nothing(world: World, proto: Protocol) -> None:
@@ -302,18 +329,11 @@ async def test_a_failed_listing_raises_the_error_itself_not_a_group() -> None:
 
 
 UNKNOWN_TO_US = {
-    # connlimit is not in our extension tables; iptables adds defaults to it.
-    "an extension we cannot read": (
-        "-p",
-        "tcp",
-        "-m",
-        "connlimit",
-        "--connlimit-above",
-        "10",
-        "-j",
-        "REJECT",
-    ),
-    "a value we cannot read": ("-m", "dscp", "--dscp", "10", "-j", "ACCEPT"),
+    # Extensions not in our tables, which iptables prints otherwise than written:
+    # "--timestart 08:00:00 --timestop 23:59:59 --datestop 2038-01-19T03:14:07".
+    "time, with defaults iptables adds": ("-m", "time", "--timestart", "8:00", "-j", "ACCEPT"),
+    # "--tos 0x10/0xff".
+    "tos, with a mask iptables adds": ("-m", "tos", "--tos", "0x10", "-j", "ACCEPT"),
 }
 
 

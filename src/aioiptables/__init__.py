@@ -13,12 +13,13 @@ from .controller import Controller
 from .errors import InvalidRuleError, IPTablesError, IPTablesNotFoundError, IPTablesTimeoutError
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
-from .parse import ChainListing
+from .parse import Canonical, ChainListing, TableSnapshot, analyze, canonicalize, parse_save
 from .plan import TablePlan, plan
 from .runner import Completed, ProcessRunner, Runner
 
 __all__ = [
     "Binaries",
+    "Canonical",
     "Chain",
     "ChainListing",
     "Client",
@@ -37,6 +38,10 @@ __all__ = [
     "RuleSet",
     "Runner",
     "TablePlan",
+    "TableSnapshot",
+    "analyze",
+    "canonicalize",
+    "parse_save",
     "plan",
 ]
 

@@ -22,7 +22,7 @@ import anyio
 
 from .errors import IPTablesError
 from .model import Chain, Protocol, Rule
-from .parse import ChainListing, parse_listing
+from .parse import ChainListing, TableSnapshot, parse_listing, parse_save
 
 __all__ = ["RuleCache", "ListingClient"]
 
@@ -39,6 +39,8 @@ class ListingClient(TypingProtocol):
     async def list(self, table: str, chain: str) -> builtins.list[str]: ...
 
     async def list_chains(self, table: str) -> builtins.list[str]: ...
+
+    async def save(self, table: str) -> str: ...
 
 
 class RuleCache:
@@ -65,6 +67,7 @@ class RuleCache:
             self._clients[client.proto] = client
         self._tables: dict[tuple[Protocol, str], frozenset[str]] = {}
         self._chains: dict[tuple[Protocol, str, str], ChainListing] = {}
+        self._snapshots: dict[tuple[Protocol, str], TableSnapshot] = {}
         # ("chain", proto, table, chain) or ("table", proto, table, None)
         self._inflight: dict[tuple[Any, ...], anyio.Future[Any]] = {}
 
@@ -88,8 +91,18 @@ class RuleCache:
         raise TypeError(f"expected a Rule or a Chain, not {item!r}")
 
     async def listing(self, proto: Protocol, table: str, chain: str) -> ChainListing:
-        """The rules of one chain, listed at most once (one process)."""
+        """The rules of one chain, listed at most once (one process).
+
+        Once the table has been snapshotted (or while a snapshot of it is in
+        flight), the chain is read from the snapshot: no process.
+        """
         key = (proto, table, chain)
+        if key not in self._chains and (
+            (proto, table) in self._snapshots or ("save", proto, table, None) in self._inflight
+        ):
+            listing = (await self.snapshot(proto, table)).chain(chain)
+            self._chains.setdefault(key, listing)
+            return listing
 
         async def fetch() -> ChainListing:
             client = self.client(proto)
@@ -106,11 +119,26 @@ class RuleCache:
     async def table_chains(self, proto: Protocol, table: str) -> frozenset[str]:
         """The names of every chain in a table, listed at most once (one process)."""
         key = (proto, table)
+        snapshot = self._snapshots.get(key)
+        if snapshot is not None:
+            return frozenset(snapshot.names)
 
         async def fetch() -> frozenset[str]:
             return frozenset(await self.client(proto).list_chains(table))
 
         return await self._shared(("table", *key, None), self._tables, key, fetch)
+
+    async def snapshot(self, proto: Protocol, table: str) -> TableSnapshot:
+        """The whole table from one ``iptables-save -t TABLE`` process: every
+        chain and every rule, taken once however many callers ask."""
+        key = (proto, table)
+
+        async def fetch() -> TableSnapshot:
+            text = await self.client(proto).save(table)
+            found = parse_save(text, proto).get(table)
+            return found if found is not None else TableSnapshot(proto, table, {}, {})
+
+        return await self._shared(("save", *key, None), self._snapshots, key, fetch)
 
     def put(self, listing: ChainListing) -> None:
         """Record what a chain now holds, for a caller that has just written it."""
@@ -134,6 +162,7 @@ class RuleCache:
             )
 
         _drop(self._tables, lambda k: hit(k[0], k[1], None))
+        _drop(self._snapshots, lambda k: hit(k[0], k[1], None))
         _drop(self._chains, lambda k: hit(*k))
         _drop(self._inflight, lambda k: hit(k[1], k[2], k[3]))
 

@@ -59,6 +59,10 @@ class Controller:
             on), and no IPv6 client when the kernel has IPv6 disabled.
         resync: seconds between reconciles in :meth:`run`.
         logger: where to log (default: the ``aioiptables`` logger).
+        snapshot_from: read a table with one ``iptables-save`` when a
+            reconcile needs at least this many of its chains (0: never; then
+            one ``iptables -S CHAIN`` per chain, as Kilo does). See
+            docs/benchmarks.md for the measurements behind the default.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class Controller:
         logger: logging.Logger | None = None,
         backend: BackendName = "auto",
         netns: str | None = None,
+        snapshot_from: int = 2,
     ) -> None:
         if v4 is None and v6 is None:
             v4 = Client(Protocol.IPV4, backend=backend, netns=netns)
@@ -82,6 +87,7 @@ class Controller:
                     raise ValueError(f"the {proto.value} client speaks {client.proto.value}")
                 self._clients[proto] = client
         self.resync = resync
+        self.snapshot_from = snapshot_from
         self.logger = logger or logging.getLogger("aioiptables")
         self._ruleset = RuleSet()
         self._retired: dict[Item, None] = {}  # ordered set of what to remove
@@ -185,22 +191,35 @@ class Controller:
         self.logger.debug("reconciled", extra=dict(self.last_stats))
 
     async def _read(self, keys: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
+        """Every chain the plan needs, as few processes as the policy allows:
+        one iptables-save for a table where several chains are read, one
+        ``-S CHAIN`` where only one is; all at once."""
         cache = RuleCache(*self._clients.values())
+        by_table: dict[tuple[Protocol, str], list[ChainKey]] = {}
+        for key in sorted(keys, key=lambda k: (k[0].value, k[1], k[2])):
+            by_table.setdefault((key[0], key[1]), []).append(key)
         observed: dict[ChainKey, ChainListing] = {}
         failures: list[Exception] = []
 
-        async def read(key: ChainKey, scope: anyio.CancelScope) -> None:
+        async def read(table: tuple[Protocol, str], chains: list[ChainKey], scope: anyio.CancelScope) -> None:
             try:
-                observed[key] = await cache.listing(*key)
+                if self.snapshot_from and len(chains) >= self.snapshot_from:
+                    await cache.snapshot(*table)
+                for key in chains:
+                    observed[key] = await cache.listing(*key)
             except Exception as exc:
-                # Stop the other listings and raise this error itself, not
+                # Stop the other reads and raise this error itself, not
                 # wrapped in an exception group, so callers can catch it.
                 failures.append(exc)
                 scope.cancel()
 
         async with anyio.create_task_group() as tg:
-            for key in sorted(keys, key=lambda k: (k[0].value, k[1], k[2])):
-                tg.start_soon(read, key, tg.cancel_scope)
+            for table, chains in by_table.items():
+                if self.snapshot_from and len(chains) >= self.snapshot_from:
+                    tg.start_soon(read, table, chains, tg.cancel_scope)
+                else:
+                    for key in chains:  # one listing each, concurrently
+                        tg.start_soon(read, table, [key], tg.cancel_scope)
         if failures:
             raise failures[0]
         return observed

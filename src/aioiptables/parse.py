@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from .errors import InvalidRuleError
@@ -67,13 +67,15 @@ class ChainListing:
     exists: bool
     specs: tuple[tuple[str, ...], ...] = ()
 
-    keys: tuple[RuleKey, ...] = field(init=False, repr=False, compare=False)
-    _key_set: frozenset[RuleKey] = field(init=False, repr=False, compare=False)
+    @functools.cached_property
+    def keys(self) -> tuple[RuleKey, ...]:
+        """The :func:`rule_key` of every rule, in chain order (worked out on
+        first use: a snapshot holds many chains nobody asks about)."""
+        return tuple(rule_key(spec, self.proto) for spec in self.specs)
 
-    def __post_init__(self) -> None:
-        keys = tuple(rule_key(spec, self.proto) for spec in self.specs)
-        object.__setattr__(self, "keys", keys)
-        object.__setattr__(self, "_key_set", frozenset(keys))
+    @functools.cached_property
+    def _key_set(self) -> frozenset[RuleKey]:
+        return frozenset(self.keys)
 
     def has(self, spec: Iterable[str]) -> bool:
         """Whether a rule with this spec is in the chain."""
@@ -557,40 +559,63 @@ def parse_rule(line: str, table: str = "filter", proto: Protocol = Protocol.IPV4
     return Rule(table, tokens[1], spec, proto)
 
 
-@dataclass(frozen=True)
 class TableSnapshot:
-    """One table as iptables-save printed it: every chain, in order, with its rules."""
+    """One table as iptables-save printed it: every chain, in order.
 
-    proto: Protocol
-    table: str
-    chains: dict[str, ChainListing]
-    policies: dict[str, str]
+    Reading a snapshot only sorts lines by chain; a chain's rules are split
+    into tokens and canonicalized when that chain is first asked for, so a
+    large table costs little when only a few of its chains matter.
+    """
+
+    def __init__(
+        self, proto: Protocol, table: str, lines: dict[str, list[str]], policies: dict[str, str]
+    ) -> None:
+        self.proto = proto
+        self.table = table
+        self.policies = policies
+        self._lines = lines
+        self._listings: dict[str, ChainListing] = {}
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every chain in the table, in the order iptables-save printed them."""
+        return tuple(self._lines)
+
+    def chain(self, name: str) -> ChainListing:
+        """One chain's rules; a chain the table does not hold reads as missing."""
+        listing = self._listings.get(name)
+        if listing is None:
+            lines = self._lines.get(name)
+            if lines is None:
+                return ChainListing(self.proto, self.table, name, exists=False)
+            specs = tuple(tuple(split_line(line)[2:]) for line in lines)
+            listing = self._listings[name] = ChainListing(self.proto, self.table, name, True, specs)
+        return listing
+
+    @property
+    def chains(self) -> dict[str, ChainListing]:
+        """Every chain's rules, by name."""
+        return {name: self.chain(name) for name in self._lines}
 
 
 def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSnapshot]:
-    """Every table in iptables-save output, by name.
-
-    Rules are tokenized and canonicalized once each; chains keep their order.
-    """
+    """Every table in iptables-save output, by name."""
     tables: dict[str, TableSnapshot] = {}
     table = ""
-    specs: dict[str, list[tuple[str, ...]]] = {}
+    lines: dict[str, list[str]] = {}
     policies: dict[str, str] = {}
     for line in text.split("\n"):
         if line.startswith("-A "):
-            tokens = split_line(line)
-            specs.setdefault(tokens[1], []).append(tuple(tokens[2:]))
+            end = line.find(" ", 3)
+            lines.setdefault(line[3:] if end < 0 else line[3:end], []).append(line)
         elif line.startswith(":"):
             name, _, rest = line[1:].partition(" ")
-            specs[name] = []
+            lines.setdefault(name, [])
             policy = rest.split(" ", 1)[0]
             if policy != "-":
                 policies[name] = policy
         elif line.startswith("*"):
-            table, specs, policies = line[1:].strip(), {}, {}
+            table, lines, policies = line[1:].strip(), {}, {}
         elif line.startswith("COMMIT"):
-            chains = {
-                name: ChainListing(proto, table, name, True, tuple(rules)) for name, rules in specs.items()
-            }
-            tables[table] = TableSnapshot(proto, table, chains, policies)
+            tables[table] = TableSnapshot(proto, table, lines, policies)
     return tables
