@@ -12,7 +12,17 @@ import logging
 import anyio
 import pytest
 
-from aioiptables import Chain, Controller, InvalidRuleError, IPTablesError, Protocol, Rule, RuleSet
+from aioiptables import (
+    Chain,
+    Controller,
+    InvalidRuleError,
+    IPTablesError,
+    Protocol,
+    Rule,
+    RuleSet,
+    canonicalize,
+)
+from aioiptables.syntax import join_tokens, split_line
 from conftest import World
 
 pytestmark = pytest.mark.anyio
@@ -382,3 +392,42 @@ async def test_steady_state_writes_nothing_however_rules_are_spelled(world: Worl
     await controller.reconcile()
     assert controller.last_stats["writes"] == 0
     assert controller.calls == 3
+
+
+async def test_after_its_writes_the_controller_knows_the_chains_without_listing(
+    world: World, proto: Protocol
+) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    calls = controller.calls
+    for (_, table, chain), listing in controller.state.items():
+        printed = [line.split(" ", 2)[2] for line in await world.rules(proto, table, chain)]
+        assert listing.keys == tuple(canonicalize(split_line(line), proto) for line in printed), chain
+    assert controller.calls == calls, "the state came from the plan"
+
+
+async def test_repair_rewrites_only_the_broken_chain(world: World, proto: Protocol) -> None:
+    # Append rules of two chains of one table, interleaved in the RuleSet:
+    # a missing rule of A rewrites A's later rules, never B's.
+    net = subnet(proto)
+    a = [
+        Rule("filter", "A", ("-s", net, "-p", "tcp", "--dport", str(p), "-j", "ACCEPT"), proto)
+        for p in (1, 2, 3)
+    ]
+    b = [
+        Rule("filter", "B", ("-d", net, "-p", "udp", "--dport", str(p), "-j", "DROP"), proto)
+        for p in (1, 2, 3)
+    ]
+    interleaved: list[Rule | Chain] = [Chain("filter", "A", proto), Chain("filter", "B", proto)]
+    for ra, rb in zip(a, b, strict=True):
+        interleaved += [ra, rb]
+    controller = controller_for(world, proto)
+    await controller.set(RuleSet(append=interleaved))
+    await world.iptables(proto, "-t", "filter", "-D", "A", *a[1].spec)
+    await controller.reconcile()
+    # Deleted a[1]: delete a[2], append a[1] and a[2]. B untouched.
+    assert controller.last_stats["changes"] == 3
+    assert controller.last_stats["writes"] == 1
+    assert [line.split(" ", 2)[2] for line in await world.rules(proto, "filter", "A")] == [
+        join_tokens(canonicalize(r.spec, proto)) for r in a
+    ]

@@ -18,7 +18,7 @@ DROP = ("-j", "DROP")
 
 
 def s(n: int) -> tuple[str, ...]:
-    return ("-s", f"10.0.0.{n}", "-j", "ACCEPT")
+    return ("-s", f"10.0.0.{n}/32", "-j", "ACCEPT")  # already as iptables prints it
 
 
 def rules(fake: FakeClient, chain: str, table: str = "filter", proto: Protocol = V4) -> list[tuple[str, ...]]:
@@ -585,3 +585,17 @@ async def test_fake_client_runs_the_binaries_of_its_protocol_and_backend(
 
 async def test_rules_of_a_missing_chain_read_as_empty() -> None:
     assert FakeRunner().rules(V4, "filter", "NOPE") == []
+
+
+async def test_the_fake_prints_rules_as_iptables_does() -> None:
+    fake = FakeClient()
+    await fake.append(
+        "filter", "INPUT", "--protocol", "6", "--dport", "http", "-s", "10.1.2.3/8", "-j", "REJECT"
+    )
+    assert await fake.list("filter", "INPUT") == [
+        "-P INPUT ACCEPT",
+        "-A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable",
+    ]
+    assert await fake.exists(
+        "filter", "INPUT", "-s", "10.0.0.0/8", "-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "REJECT"
+    )

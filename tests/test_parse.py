@@ -55,6 +55,9 @@ SAME = [
     ("repeated udp folded as iptables-nft does", "-p udp -m udp --sport 53 --dport 53",
      "-p udp -m udp --dport 53 -m udp --sport 53"),
     ("dotted mask and host bits", "-s 10.0.0.0/8", "-s 10.1.2.3/255.0.0.0"),
+    ("a negated low port range, as iptables-nft prints it", "-p udp --sport 1024:65535", "-p udp ! --sport :1023"),
+    ("an abbreviated option, as getopt reads it", "-p tcp --dport 80", "--proto tcp --dp 80"),
+    ("any interface", "-j ACCEPT", "-i + -j ACCEPT"),
     ("a match before the protocol", "-p tcp -m comment --comment x -m tcp --dport 80",
      "-m comment --comment x -p tcp --dport 80"),
 ]  # fmt: skip

@@ -100,6 +100,9 @@ class Controller:
         self._errors_in, self.errors = anyio.create_memory_object_stream[Exception](_ERROR_BUFFER)
         #: Processes spent and changes made by the last reconcile.
         self.last_stats: dict[str, float] = {}
+        #: Every chain the last reconcile touched, as it reads after that
+        #: reconcile's writes (known from the plan, not listed again).
+        self.state: dict[ChainKey, ChainListing] = {}
 
     @property
     def clients(self) -> tuple[Client, ...]:
@@ -179,8 +182,12 @@ class Controller:
         retired = list(self._retired)
         observed = await self._read(chains_to_read(self._ruleset, retired))
         plans = plan(self._ruleset, observed, retired, key=self._key)
+        self.state = dict(observed)
         for table_plan in plans:
             await self._write(table_plan)
+            # Our own writes need no listing to be known: the plan says what they made.
+            for chain, listing in table_plan.after.items():
+                self.state[(table_plan.proto, table_plan.table, chain)] = listing
         self._retired.clear()
         self.last_stats = {
             "processes": self.calls - calls_before,

@@ -10,14 +10,21 @@ ones it omits (``-j REJECT`` gains ``--reject-with icmp-port-unreachable``,
 Everything here was checked against iptables 1.8.9 on both backends (see
 tests/test_canonical.py). A value a normalizer cannot read raises
 :class:`Unsupported`, and the parser then compares that part as text: an
-unknown spelling can cost a miss, never a false match.
+unknown spelling can cost a miss, never a false match. So where we are not
+sure how iptables reads something (host names, hex floats), we leave it.
+
+iptables reads the same kind of value differently from one option to the
+next, and each normalizer copies the reader its option uses: most numbers are
+C numbers (``strtoul(..., 0)``: ``0x10`` is 16, ``010`` is 8), but udp and
+conntrack ports are decimal (``010`` is 10); ``-s 10.1`` is 10.1.0.0 but
+``--ctorigsrc 10.1`` is 10.0.0.1; see the sections below.
 """
 
 from __future__ import annotations
 
 import functools
 import grp
-import ipaddress
+import math
 import pwd
 import re
 import socket
@@ -47,7 +54,7 @@ class Unsupported(ValueError):
 
 #: The values of one option, as tokens.
 Values = tuple[str, ...]
-#: One extension's options: canonical name -> (negated, values).
+#: One extension's options: canonical name -> (negated, values), in the order given.
 Options = dict[str, tuple[bool, Values]]
 Normalizer = Callable[[Values, Protocol], Values]
 Finisher = Callable[[Options, Protocol], None]
@@ -85,7 +92,202 @@ class Extension:
         object.__setattr__(self, "order", {o.name: i for i, o in enumerate(self.options)})
 
 
-# -- values --------------------------------------------------------------------------------------
+# -- numbers -------------------------------------------------------------------------------------
+
+_U8, _U16, _U32, _U64 = 0xFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+# strtoul(s, &end, 0): blanks, an optional '+', then hex (0x), octal (0) or decimal digits.
+_C_NUMBER = re.compile(r"[ \t\n\v\f\r]*\+?(?:0[xX]([0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*))")
+
+
+def _c_prefix(text: str) -> tuple[int, str] | None:
+    """The number strtoul(text, &end, 0) reads at the start of ``text`` and
+    what follows it, or None when it reads no digit."""
+    match = _C_NUMBER.match(text)
+    if match is None:
+        return None
+    hexa, octal, decimal = match.groups()
+    number = int(hexa, 16) if hexa else int(octal, 8) if octal else int(decimal)
+    return number, text[match.end() :]
+
+
+@functools.lru_cache(maxsize=4096)
+def _c_uint(text: str, maximum: int = _U32) -> int:
+    """``text`` as xtables_strtoui reads it: the whole of it a C number."""
+    read = _c_prefix(text)
+    if read is None or read[1] or read[0] > maximum:
+        raise Unsupported(text)
+    return read[0]
+
+
+def _uint(maximum: int) -> Normalizer:
+    def apply(values: Values, proto: Protocol) -> Values:
+        return (str(_c_uint(values[0], maximum)),)
+
+    return apply
+
+
+def _hex(values: Values, proto: Protocol) -> Values:
+    return (f"{_c_uint(values[0]):#x}",)
+
+
+def _uint_range(maximum: int) -> Normalizer:
+    """``a:b`` as xtables reads ranges of numbers: ``:b`` from 0, ``a:`` to
+    the maximum, ``a:a`` is ``a``; iptables keeps a reversed range as given."""
+
+    def apply(values: Values, proto: Protocol) -> Values:
+        low, colon, high = values[0].partition(":")
+        first = _c_uint(low, maximum) if low or not colon else 0
+        if not colon:
+            return (str(first),)
+        last = _c_uint(high, maximum) if high else maximum
+        return (str(first) if first == last else f"{first}:{last}",)
+
+    return apply
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+# A dotted quad in plain decimal, with a plain prefix length: how iptables prints
+# an address, and the fast path's shape.
+_V4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})(?:/(0|[1-9]\d?))?")
+
+
+def _quick_v4(value: str) -> str | None:
+    """``a.b.c.d[/len]`` without the general path (ten times faster), or
+    None for anything else (dotted masks, other spellings), which goes the long way."""
+    match = _V4.fullmatch(value)
+    if match is None:
+        return None
+    a, b, c, d, length = match.groups()
+    prefix = int(length) if length is not None else 32
+    if prefix > 32 or max(int(a), int(b), int(c), int(d)) > 255:
+        return None
+    number = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+    number &= (_U32 << (32 - prefix)) & _U32
+    return f"{number >> 24}.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}/{prefix}"
+
+
+# iptables reads an IPv4 address three ways, each copied here where it is used:
+# - xtables' own reader (-s, -d, iprange): up to four C numbers, the missing
+#   ones 0 ("10.1" is 10.1.0.0, "010.0.0.1" is 8.0.0.1, "0/0" is anywhere);
+# - getaddrinfo, that is inet_aton (conntrack, recent): the last number fills
+#   the rest ("10.1" is 10.0.0.1);
+# - inet_pton (the NAT targets): four plain decimal numbers only.
+# For IPv6 all three are inet_pton.
+_XTABLES, _ATON, _PTON = "xtables", "aton", "pton"
+
+
+def _pton_v4(text: str) -> int:
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except (OSError, ValueError):
+        raise Unsupported(text) from None
+
+
+def _xtables_v4(text: str, mask: bool = False) -> int:
+    """libxtables' __numeric_to_ipaddr; a mask needs all four numbers."""
+    parts = text.split(".")
+    if len(text) > 19 or len(parts) > 4 or (mask and len(parts) != 4):
+        raise Unsupported(text)  # (it copies the text into 20 bytes)
+    octets = [_c_uint(part, _U8) for part in parts] + [0] * (4 - len(parts))
+    return (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+
+
+def _aton_v4(text: str) -> int:
+    # glibc's inet_aton stops at a blank and ignores the rest: not we.
+    if not text or any(c.isspace() for c in text):
+        raise Unsupported(text)
+    try:
+        return int.from_bytes(socket.inet_aton(text), "big")
+    except OSError:
+        raise Unsupported(text) from None
+
+
+_V4_READERS: dict[str, Callable[[str], int]] = {_XTABLES: _xtables_v4, _ATON: _aton_v4, _PTON: _pton_v4}
+
+
+def _v6(text: str) -> int:
+    # inet_pton is what ip6tables itself calls (ipaddress would also take "%zone").
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, ValueError):
+        raise Unsupported(text) from None
+
+
+def _show(number: int, proto: Protocol) -> str:
+    """An address as iptables prints it (inet_ntop: ``::ffff:1.2.3.4``)."""
+    if proto is Protocol.IPV4:
+        return f"{number >> 24}.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+    return socket.inet_ntop(socket.AF_INET6, number.to_bytes(16, "big"))
+
+
+def _parse_host(text: str, proto: Protocol, how: str) -> int:
+    return _V4_READERS[how](text) if proto is Protocol.IPV4 else _v6(text)
+
+
+def _width(proto: Protocol) -> int:
+    return 32 if proto is Protocol.IPV4 else 128
+
+
+def _parse_mask(text: str, proto: Protocol, how: str) -> int:
+    """A mask after ``/``: a prefix length (a C number, so ``010`` is 8) or
+    an address-shaped mask."""
+    width = _width(proto)
+    if proto is Protocol.IPV6 and ":" in text:
+        return _v6(text)
+    if proto is Protocol.IPV4 and "." in text:
+        return _xtables_v4(text, mask=True) if how == _XTABLES else _pton_v4(text)
+    bits = _c_uint(text, width)
+    return ((1 << width) - 1) ^ ((1 << (width - bits)) - 1)
+
+
+def _show_mask(mask: int, proto: Protocol) -> str:
+    """``/N`` for a prefix, the mask itself for any other mask (as xtables)."""
+    width = _width(proto)
+    inverted = ((1 << width) - 1) ^ mask
+    if inverted & (inverted + 1):
+        return "/" + _show(mask, proto)
+    return f"/{width - inverted.bit_length()}"
+
+
+@functools.lru_cache(maxsize=65536)
+def normalize_address(value: str, proto: Protocol) -> str:
+    """``-s``/``-d`` as iptables prints them: masked, with the prefix length.
+
+    ``10.1.2.3/8`` -> ``10.0.0.0/8``; ``1.2.3.4`` -> ``1.2.3.4/32``; dotted
+    masks to prefixes; IPv6 as inet_ntop writes it.
+    """
+    if proto is Protocol.IPV4:
+        quick = _quick_v4(value)
+        if quick is not None:
+            return quick
+    host, slash, mask_text = value.rpartition("/") if "/" in value else (value, "", "")
+    width = _width(proto)
+    mask = _parse_mask(mask_text, proto, _XTABLES) if slash else (1 << width) - 1
+    return _show(_parse_host(host, proto, _XTABLES) & mask, proto) + _show_mask(mask, proto)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_mask(value: str, proto: Protocol) -> str:
+    """An address with an optional mask as conntrack prints it: the address
+    unmasked, no ``/32`` (``/128``)."""
+    host, slash, mask_text = value.partition("/")
+    width = _width(proto)
+    mask = _parse_mask(mask_text, proto, _PTON) if slash else (1 << width) - 1
+    shown = "" if mask == (1 << width) - 1 else _show_mask(mask, proto)
+    return _show(_parse_host(host, proto, _ATON), proto) + shown
+
+
+@functools.lru_cache(maxsize=16384)
+def _plain_address(value: str, proto: Protocol, how: str) -> str:
+    """An address without a prefix, as iprange, recent and NAT print it."""
+    if how == _PTON:  # the commonest (a NAT target per endpoint): straight through libc
+        family = socket.AF_INET if proto is Protocol.IPV4 else socket.AF_INET6
+        try:
+            return socket.inet_ntop(family, socket.inet_pton(family, value))
+        except (OSError, ValueError):
+            raise Unsupported(value) from None
+    return _show(_parse_host(value, proto, how), proto)
 
 
 def _one(norm: Callable[[str, Protocol], str]) -> Normalizer:
@@ -95,166 +297,302 @@ def _one(norm: Callable[[str, Protocol], str]) -> Normalizer:
     return apply
 
 
-@functools.lru_cache(maxsize=65536)
-def normalize_address(value: str, proto: Protocol) -> str:
-    """``10.1.2.3/8`` -> ``10.0.0.0/8``; ``1.2.3.4`` -> ``1.2.3.4/32``;
-    dotted masks to prefixes; IPv6 lower-cased and compressed."""
-    try:
-        if proto is Protocol.IPV4:
-            quick = _quick_v4(value)
-            if quick is not None:
-                return quick
-            net4 = ipaddress.IPv4Network(value, strict=False)
-            return f"{net4.network_address}/{net4.prefixlen}"
-        net6 = ipaddress.IPv6Network(value, strict=False)
-    except ValueError:
-        raise Unsupported(value) from None
-    if net6.network_address.ipv4_mapped is not None:
-        raise Unsupported(value)  # inet_ntop prints these its own way
-    return f"{net6.network_address}/{net6.prefixlen}"
+def _address_range(values: Values, proto: Protocol) -> Values:
+    """iprange: ``a-b``; a single address is the range ``a-a``."""
+    low, dash, high = values[0].partition("-")
+    first = _plain_address(low, proto, _XTABLES)
+    return (f"{first}-{_plain_address(high, proto, _XTABLES) if dash else first}",)
 
 
-_V4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})(?:/(\d{1,2}))?")
+def _recent_mask(values: Values, proto: Protocol) -> Values:
+    return (_plain_address(values[0], proto, _ATON),)
 
 
-def _quick_v4(value: str) -> str | None:
-    """``a.b.c.d[/len]`` without the ipaddress module (ten times faster), or
-    None for anything else (dotted masks, leading zeros), which goes the long way."""
-    match = _V4.fullmatch(value)
-    if match is None:
-        return None
-    a, b, c, d, length = match.groups()
-    prefix = int(length) if length is not None else 32
-    number = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
-    if prefix > 32 or number > 0xFFFFFFFF or max(int(a), int(b), int(c), int(d)) > 255:
-        return None
-    number &= (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
-    return f"{number >> 24}.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}/{prefix}"
+# -- protocols -----------------------------------------------------------------------------------
 
-
-def _address(value: str, proto: Protocol) -> str:
-    return normalize_address(value, proto)
-
-
-def _plain_address(value: str, proto: Protocol) -> str:
-    """An address without a prefix, as iprange and conntrack print it."""
-    try:
-        if proto is Protocol.IPV4:
-            return str(ipaddress.IPv4Address(value))
-        address = ipaddress.IPv6Address(value)
-    except ValueError:
-        raise Unsupported(value) from None
-    return str(address)
-
-
-_PROTO_NAMES = {
-    "0": "all", "1": "icmp", "2": "igmp", "4": "ipencap", "6": "tcp", "17": "udp", "33": "dccp",
-    "41": "ipv6", "47": "gre", "50": "esp", "51": "ah", "58": "ipv6-icmp", "103": "pim",
-    "112": "vrrp", "132": "sctp", "135": "ipv6-mh", "136": "udplite",
-}  # fmt: skip
-_PROTO_ALIASES = {"icmpv6": "ipv6-icmp", "mh": "ipv6-mh"}
+# xtables_chain_protos: the names iptables knows without /etc/protocols.
+_CHAIN_PROTOS = (
+    ("tcp", 6), ("sctp", 132), ("udp", 17), ("udplite", 136), ("icmp", 1), ("icmpv6", 58),
+    ("ipv6-icmp", 58), ("esp", 50), ("ah", 51), ("ipv6-mh", 135), ("mh", 135), ("all", 0),
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
-def _etc_protocols() -> dict[str, str]:
-    """Number -> name from /etc/protocols, as getprotobynumber() would answer."""
-    names: dict[str, str] = {}
+def _etc_protocols() -> tuple[dict[str, int], dict[int, str]]:
+    """/etc/protocols as getprotobyname() and getprotobynumber() answer."""
+    by_name: dict[str, int] = {}
+    by_number: dict[int, str] = {}
     try:
         with open("/etc/protocols") as f:
             for line in f:
                 fields = line.split("#", 1)[0].split()
-                if len(fields) >= 2 and fields[1].isdigit():
-                    names.setdefault(fields[1], fields[0])
+                if len(fields) < 2 or not fields[1].isdigit():
+                    continue
+                number = int(fields[1])
+                by_number.setdefault(number, fields[0])
+                for name in (fields[0], *fields[2:]):
+                    by_name.setdefault(name, number)
     except OSError:
         pass
-    return names
+    return by_name, by_number
+
+
+@functools.lru_cache(maxsize=256)
+def _protocol_number(value: str) -> int:
+    """xtables_parse_protocol: a C number, ``all``, a name from
+    /etc/protocols (case as written there) or one iptables knows itself."""
+    read = _c_prefix(value)
+    if read is not None and not read[1]:
+        if read[0] > _U8:
+            raise Unsupported(value)
+        return read[0]
+    if value == "all":
+        return 0
+    number = _etc_protocols()[0].get(value)
+    if number is None:
+        number = next((n for name, n in _CHAIN_PROTOS if name == value), None)
+    if number is None:
+        raise Unsupported(value)
+    return number
+
+
+@functools.lru_cache(maxsize=256)
+def _protocol_name(number: int) -> str:
+    """How ``-p`` prints a protocol number: /etc/protocols first, then
+    iptables' own names, else the number; 0 is ``all``."""
+    if number == 0:
+        return "all"
+    name = _etc_protocols()[1].get(number)
+    if name is None:
+        name = next((n for n, num in _CHAIN_PROTOS if num == number), str(number))
+    return name
 
 
 @functools.lru_cache(maxsize=256)
 def normalize_protocol(value: str, proto: Protocol = Protocol.IPV4) -> str:
-    """A protocol as iptables prints it: ``6`` and ``TCP`` -> ``tcp``."""
-    lower = value.lower()
-    lower = _PROTO_ALIASES.get(lower, lower)
-    if lower.isdigit():
-        number = str(int(lower))
-        if not 0 <= int(number) <= 255:
-            raise Unsupported(value)
-        return _PROTO_NAMES.get(number) or _etc_protocols().get(number) or number
-    known = set(_PROTO_NAMES.values()) | set(_etc_protocols().values())
-    if lower not in known:
-        raise Unsupported(value)
-    return lower
+    """A protocol as ``-p`` prints it: ``6``, ``0x6`` and ``TCP`` -> ``tcp``."""
+    return _protocol_name(_protocol_number(value.lower()))  # iptables lower-cases -p
+
+
+def _ct_protocol(values: Values, proto: Protocol) -> Values:
+    """conntrack prints ``--ctproto`` as a number, and does not lower-case it."""
+    return (str(_protocol_number(values[0])),)
+
+
+# -- ports ---------------------------------------------------------------------------------------
+#
+# iptables reads ports two ways:
+# - xtables_parse_port (tcp, sctp, multiport, the NAT targets): a C number, so
+#   0x50 is 80 and 010 is 8, or a service name for the rule's protocol;
+# - getaddrinfo (udp, conntrack, TPROXY): a decimal number, so 010 is 10, or
+#   a service name of any protocol (udp accepts "http").
 
 
 @functools.lru_cache(maxsize=4096)
-def _port(value: str, proto: str) -> str:
-    if value.isdigit():
-        number = int(value)
-    else:
+def _service(name: str, protocols: tuple[str, ...]) -> int:
+    """A service name from /etc/services; with several protocols they must agree."""
+    found: set[int] = set()
+    for protocol in protocols:
         try:
-            number = socket.getservbyname(value, proto)
+            found.add(socket.getservbyname(name, protocol) if protocol else socket.getservbyname(name))
         except OSError:
-            raise Unsupported(value) from None
-    if not 0 <= number <= 65535:
-        raise Unsupported(value)
-    return str(number)
+            continue
+    if len(found) != 1:
+        raise Unsupported(name)
+    return found.pop()
 
 
-def _port_range(value: str, proto: str) -> str:
+def _port(value: str, protocols: tuple[str, ...]) -> int:
+    """xtables_parse_port: a C number (``0x50``, ``010``) or a service name."""
+    read = _c_prefix(value)
+    if read is not None and not read[1] and read[0] <= _U16:
+        return read[0]
+    return _service(value, protocols)
+
+
+@functools.lru_cache(maxsize=4096)
+def _port_range(value: str, protocols: tuple[str, ...]) -> tuple[int, int]:
+    """tcp and sctp ``--dport``: ``a``, ``a:b``, ``:b``, ``a:``."""
     if ":" not in value:
-        return _port(value, proto)
+        port = _port(value, protocols)
+        return port, port
     low, _, high = value.partition(":")
-    low = _port(low, proto) if low else "0"
-    high = _port(high, proto) if high else "65535"
-    return low if low == high else f"{low}:{high}"
+    first = _port(low, protocols) if low else 0
+    last = _port(high, protocols) if high else _U16
+    if first > last:
+        raise Unsupported(value)  # iptables refuses it
+    return first, last
+
+
+def _show_range(first: int, last: int, sep: str = ":") -> str:
+    return str(first) if first == last else f"{first}{sep}{last}"
 
 
 def _ports_for(protocol: str) -> Normalizer:
+    protocols = (protocol,)
+
     def apply(values: Values, proto: Protocol) -> Values:
-        return (_port_range(values[0], protocol),)
+        return (_show_range(*_port_range(values[0], protocols)),)
 
     return apply
+
+
+@functools.lru_cache(maxsize=4096)
+def _multiport_list(value: str) -> str:
+    """multiport: up to 15 ports, a range ``a:b`` (a < b) counting two."""
+    parts = value.split(",")
+    shown: list[str] = []
+    count = 0
+    for part in parts:
+        low, colon, high = part.partition(":")
+        # Service names are read for the rule's protocol, which a normalizer
+        # does not see: take a name only when tcp and udp agree on it.
+        first = _port(low, ("tcp", "udp"))
+        if colon:
+            last = _port(high, ("tcp", "udp"))
+            if first >= last:
+                raise Unsupported(value)  # "invalid portrange specified"
+            shown.append(f"{first}:{last}")
+            count += 2
+        else:
+            shown.append(str(first))
+            count += 1
+    if count > 15:
+        raise Unsupported(value)
+    return ",".join(shown)
 
 
 def _multiport(values: Values, proto: Protocol) -> Values:
-    # multiport resolves service names as tcp whatever the protocol.
-    parts = values[0].split(",")
-    return (",".join(_port_range(part, "tcp") for part in parts),)
+    return (_multiport_list(values[0]),)
 
 
-def _set_of(order: tuple[str, ...], upper: bool = True) -> Normalizer:
+_DECIMAL_PORT = re.compile(r"[ \t\n\v\f\r]*\+?(\d+)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _gai_port(text: str) -> int:
+    """xtables_getportbyname: getaddrinfo(NULL, text), which reads a decimal
+    number (strtoul base 10) or a service name, tcp's before udp's."""
+    match = _DECIMAL_PORT.fullmatch(text)
+    if match is not None:
+        number = int(match.group(1))
+        if number > _U16:
+            raise Unsupported(text)  # getaddrinfo would wrap it
+        return number
+    try:
+        return socket.getservbyname(text, "tcp")
+    except OSError:
+        return _service(text, ("udp",))
+
+
+@functools.lru_cache(maxsize=4096)
+def _gai_port_range(value: str) -> str:
+    """A port range of the guided parser (udp, conntrack): ``a``, ``a:b``,
+    ``:b``, ``a:``; a reversed range is kept as given."""
+    parts = value.split(":")
+    if len(parts) > 2:
+        raise Unsupported(value)  # "Too many components"
+    first = _gai_port(parts[0]) if parts[0] or len(parts) == 1 else 0
+    last = first if len(parts) == 1 else _gai_port(parts[1]) if parts[1] else _U16
+    return _show_range(first, last)
+
+
+def _gai_ports(values: Values, proto: Protocol) -> Values:
+    return (_gai_port_range(values[0]),)
+
+
+def _nat_port(text: str) -> tuple[int, str]:
+    """A port at the start of a NAT port spec and what follows it: a C number
+    (as many digits as there are) or, failing that, a whole service name."""
+    read = _c_prefix(text)
+    if read is not None and read[0] <= _U16:
+        return read
+    return _service(text, ("",)), ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _nat_ports(text: str, with_base: bool = False) -> str:
+    """``--to-ports`` and the part after ``:`` of ``--to-destination``:
+    ``a``, ``a-b`` and for DNAT ``a-b/base``."""
+    first, rest = _nat_port(text)
+    if not rest:
+        return str(first)
+    if rest[0] != "-":
+        raise Unsupported(text)  # iptables refuses "a:b" and other garbage
+    last, rest = _nat_port(rest[1:])
+    if last < first:
+        raise Unsupported(text)
+    shown = _show_range(first, last, "-")
+    if not rest:
+        return shown
+    if rest[0] != "/" or not with_base:
+        raise Unsupported(text)
+    base, rest = _nat_port(rest[1:])
+    if rest:
+        raise Unsupported(text)
+    return f"{shown}/{base}"
+
+
+def _to_ports(values: Values, proto: Protocol) -> Values:
+    return (_nat_ports(values[0]),)
+
+
+@functools.lru_cache(maxsize=16384)
+def _nat_to(value: str, proto: Protocol, with_base: bool) -> str:
+    """``--to-source``/``--to-destination`` as libxt_NAT parses and prints
+    them: ``a[-b][:p[-q]]``, IPv6 in brackets when there are ports."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0 or proto is Protocol.IPV4:
+            raise Unsupported(value)
+        hosts, after = value[1:end], value[end + 1 :]
+        if after and not after.startswith(":"):
+            raise Unsupported(value)
+        ports = after[1:] if after else None
+    elif value.count(":") == 1:  # one colon is ports; more is an IPv6 address
+        hosts, _, ports = value.partition(":")
+    else:
+        hosts, ports = value, None
+    shown_ports = "" if ports is None else ":" + _nat_ports(ports, with_base)
+    if not hosts:
+        if ports is None:
+            raise Unsupported(value)
+        return shown_ports
+    low, dash, high = hosts.partition("-")
+    first = _plain_address(low, proto, _PTON)
+    last = _plain_address(high, proto, _PTON) if dash else first
+    shown = first if first == last else f"{first}-{last}"
+    if proto is Protocol.IPV6 and ports is not None:
+        shown = f"[{shown}]"
+    return shown + shown_ports
+
+
+def _snat_to(values: Values, proto: Protocol) -> Values:
+    # SNAT takes a base port too but prints it as 0: leave that alone.
+    return (_nat_to(values[0], proto, False),)
+
+
+def _dnat_to(values: Values, proto: Protocol) -> Values:
+    return (_nat_to(values[0], proto, True),)
+
+
+# -- words ---------------------------------------------------------------------------------------
+
+
+def _set_of(order: tuple[str, ...], empty: str | None = None) -> Normalizer:
+    """A comma list of names (any case), printed in iptables' order, each once.
+    ``empty`` is the name that means "none of them" and is printed alone."""
     index = {name: i for i, name in enumerate(order)}
 
     def apply(values: Values, proto: Protocol) -> Values:
-        items = [v.upper() if upper else v for v in values[0].split(",")]
-        if any(item not in index for item in items):
+        items = {v.upper() for v in values[0].split(",")}
+        if not items <= index.keys():
             raise Unsupported(values[0])
-        return (",".join(sorted(set(items), key=index.__getitem__)),)
+        if empty is not None and len(items) > 1:
+            items.discard(empty)
+        return (",".join(sorted(items, key=index.__getitem__)),)
 
     return apply
-
-
-def _hex_mark(value: str) -> tuple[int, int | None]:
-    mark, _, mask = value.partition("/")
-    try:
-        return int(mark, 0), (int(mask, 0) if mask else None)
-    except ValueError:
-        raise Unsupported(value) from None
-
-
-def _mark_value(values: Values, proto: Protocol) -> Values:
-    """``--mark 1`` -> ``0x1``; a full mask is not printed."""
-    mark, mask = _hex_mark(values[0])
-    if mask is None or mask == 0xFFFFFFFF:
-        return (f"{mark:#x}",)
-    return (f"{mark:#x}/{mask:#x}",)
-
-
-def _integer(values: Values, proto: Protocol) -> Values:
-    try:
-        return (str(int(values[0], 0)),)
-    except ValueError:
-        raise Unsupported(values[0]) from None
 
 
 def _upper(values: Values, proto: Protocol) -> Values:
@@ -267,6 +605,19 @@ def verbatim(values: Values, proto: Protocol) -> Values:
     return values
 
 
+def _prefix_lookup(table: tuple[tuple[str, ...], ...], value: str, first_wins: bool) -> int | None:
+    """The row whose names start with ``value`` (any case), as iptables
+    matches abbreviations: the first such row, or None when there is none or
+    (unless ``first_wins``) when there are several."""
+    lower = value.lower()
+    rows = [i for i, names in enumerate(table) if any(n.lower().startswith(lower) for n in names)]
+    if not rows or (len(rows) > 1 and not first_wins):
+        return None
+    return rows[0]
+
+
+# -- tcp -----------------------------------------------------------------------------------------
+
 _TCP_FLAGS = ("FIN", "SYN", "RST", "PSH", "ACK", "URG")
 
 
@@ -274,10 +625,7 @@ def _flag_list(value: str) -> str:
     names = set(value.upper().split(","))
     if "ALL" in names:
         names = set(_TCP_FLAGS)
-    if "NONE" in names:
-        names.discard("NONE")
-        if not names:
-            return "NONE"
+    names.discard("NONE")
     if not names <= set(_TCP_FLAGS):
         raise Unsupported(value)
     return ",".join(f for f in _TCP_FLAGS if f in names) or "NONE"
@@ -287,157 +635,31 @@ def _tcp_flags(values: Values, proto: Protocol) -> Values:
     return (_flag_list(values[0]), _flag_list(values[1]))
 
 
-# ICMP types by name, as libxt_icmp knows them: name -> "type" or "type/code".
-_ICMP_TYPES = {
-    "any": "any", "echo-reply": "0", "pong": "0", "destination-unreachable": "3",
-    "network-unreachable": "3/0", "host-unreachable": "3/1", "protocol-unreachable": "3/2",
-    "port-unreachable": "3/3", "fragmentation-needed": "3/4", "source-route-failed": "3/5",
-    "network-unknown": "3/6", "host-unknown": "3/7", "network-prohibited": "3/9",
-    "host-prohibited": "3/10", "TOS-network-unreachable": "3/11", "TOS-host-unreachable": "3/12",
-    "communication-prohibited": "3/13", "host-precedence-violation": "3/14",
-    "precedence-cutoff": "3/15", "source-quench": "4", "redirect": "5", "network-redirect": "5/0",
-    "host-redirect": "5/1", "TOS-network-redirect": "5/2", "TOS-host-redirect": "5/3",
-    "echo-request": "8", "ping": "8", "router-advertisement": "9", "router-solicitation": "10",
-    "time-exceeded": "11", "ttl-exceeded": "11", "ttl-zero-during-transit": "11/0",
-    "ttl-zero-during-reassembly": "11/1", "parameter-problem": "12", "ip-header-bad": "12/0",
-    "required-option-missing": "12/1", "timestamp-request": "13", "timestamp-reply": "14",
-    "address-mask-request": "17", "address-mask-reply": "18",
-}  # fmt: skip
-
-_ICMP6_TYPES = {
-    "destination-unreachable": "1", "no-route": "1/0", "communication-prohibited": "1/1",
-    "beyond-scope": "1/2", "address-unreachable": "1/3", "port-unreachable": "1/4",
-    "failed-policy": "1/5", "reject-route": "1/6", "packet-too-big": "2", "time-exceeded": "3",
-    "ttl-exceeded": "3", "ttl-zero-during-transit": "3/0", "ttl-zero-during-reassembly": "3/1",
-    "parameter-problem": "4", "bad-header": "4/0", "unknown-header-type": "4/1",
-    "unknown-option": "4/2", "echo-request": "128", "ping": "128", "echo-reply": "129",
-    "pong": "129", "mld-listener-query": "130", "mld-listener-report": "131",
-    "mld-listener-done": "132", "mld-listener-reduction": "132", "router-solicitation": "133",
-    "router-advertisement": "134", "neighbour-solicitation": "135",
-    "neighbor-solicitation": "135", "neighbour-advertisement": "136",
-    "neighbor-advertisement": "136", "redirect": "137",
-}  # fmt: skip
+_ALL_PORTS = "0:65535"
 
 
-def _icmp_type(table: Mapping[str, str]) -> Normalizer:
-    def apply(values: Values, proto: Protocol) -> Values:
-        value = values[0]
-        named = table.get(value)
-        if named is not None:
-            return (named,)
-        kind, slash, code = value.partition("/")
-        if not kind.isdigit() or (slash and not code.isdigit()):
-            raise Unsupported(value)
-        if int(kind) > 255 or (slash and int(code) > 255):
-            raise Unsupported(value)
-        return (f"{int(kind)}/{int(code)}" if slash else str(int(kind)),)
-
-    return apply
+def _drop_all_ports(options: Options, names: tuple[str, ...]) -> None:
+    """tcp and udp print no port range that covers every port; negated, the
+    listing would lose the negation (and nft the match), so we do not read it."""
+    for name in names:
+        found = options.get(name)
+        if found is not None and found[1] == (_ALL_PORTS,):
+            if found[0]:
+                raise Unsupported(name)
+            del options[name]
 
 
-def _user(values: Values, proto: Protocol) -> Values:
-    return (_id_range(values[0], lambda name: pwd.getpwnam(name).pw_uid),)
-
-
-def _group(values: Values, proto: Protocol) -> Values:
-    return (_id_range(values[0], lambda name: grp.getgrnam(name).gr_gid),)
-
-
-def _id_range(value: str, lookup: Callable[[str], int]) -> str:
-    def one(part: str) -> str:
-        if part.isdigit():
-            return str(int(part))
-        try:
-            return str(lookup(part))
-        except KeyError:
-            raise Unsupported(part) from None
-
-    low, dash, high = value.partition("-")
-    if not dash:
-        return one(low)
-    low, high = one(low), one(high)
-    return low if low == high else f"{low}-{high}"
-
-
-def _mac(values: Values, proto: Protocol) -> Values:
-    parts = values[0].split(":")
-    if len(parts) != 6 or not all(len(p) in (1, 2) for p in parts):
-        raise Unsupported(values[0])
-    try:
-        return (":".join(f"{int(p, 16):02X}" for p in parts),)
-    except ValueError:
-        raise Unsupported(values[0]) from None
-
-
-def _address_range(values: Values, proto: Protocol) -> Values:
-    low, dash, high = values[0].partition("-")
-    if not dash:
-        raise Unsupported(values[0])
-    return (f"{_plain_address(low, proto)}-{_plain_address(high, proto)}",)
-
-
-def _length(values: Values, proto: Protocol) -> Values:
-    low, colon, high = values[0].partition(":")
-    if not low.isdigit() or (colon and high and not high.isdigit()):
-        raise Unsupported(values[0])
-    if not colon:
-        return (str(int(low)),)
-    top = str(int(high)) if high else "65535"
-    return (str(int(low)) if str(int(low)) == top else f"{int(low)}:{top}",)
-
-
-_RATE_UNITS = {
-    "s": "sec", "sec": "sec", "second": "sec", "m": "min", "min": "min", "minute": "min",
-    "h": "hour", "hour": "hour", "d": "day", "day": "day",
-}  # fmt: skip
-_SCALE = 10000  # XT_LIMIT_SCALE
-_UNIT_SECONDS = {"day": 86400, "hour": 3600, "min": 60, "sec": 1}
-
-
-def _rate(values: Values, proto: Protocol) -> Values:
-    """A rate the way libxt_limit prints it: ``60/min`` -> ``1/sec``."""
-    value = values[0]
-    number, slash, unit = value.partition("/")
-    if not number.isdigit() or int(number) == 0:
-        raise Unsupported(value)
-    name = _RATE_UNITS.get(unit.lower() if slash else "sec")
-    if name is None:
-        raise Unsupported(value)
-    period = _UNIT_SECONDS[name] * _SCALE // int(number)
-    return (_print_rate(period),)
-
-
-def _print_rate(period: int) -> str:
-    units = [("day", 86400 * _SCALE), ("hour", 3600 * _SCALE), ("min", 60 * _SCALE), ("sec", _SCALE)]
-    chosen = 0
-    for index in range(1, len(units)):
-        mult = units[index][1]
-        if period > mult or mult // period < mult % period:
-            break
-        chosen = index
-    name, mult = units[chosen]
-    return f"{mult // period}/{name}"
-
-
-def _probability(values: Values, proto: Protocol) -> Values:
-    try:
-        probability = float(values[0])
-    except ValueError:
-        raise Unsupported(values[0]) from None
-    if not 0 <= probability <= 1:
-        raise Unsupported(values[0])
-    # The kernel keeps 31 bits; iptables prints what it reads back.
-    stored = int(probability * 0x80000000) & 0x7FFFFFFF if probability < 1 else 0x7FFFFFFF
-    return (f"{stored / 0x80000000:.11f}",)
-
-
-# -- finishing touches ---------------------------------------------------------------------------
-
-
-def _drop_if(options: Options, name: str, default: Values) -> None:
-    found = options.get(name)
-    if found is not None and not found[0] and found[1] == default:
-        del options[name]
+def _fold_negated_low_ranges(options: Options) -> None:
+    """``! --sport 0:1023`` is ``--sport 1024:65535``: iptables-nft prints the
+    latter, legacy the former; read both as the latter."""
+    for name in ("--sport", "--dport"):
+        found = options.get(name)
+        if found is None or not found[0]:
+            continue
+        low, colon, high = found[1][0].partition(":")
+        if colon and low == "0" and high.isdigit() and 0 < int(high) < _U16:
+            start = int(high) + 1
+            options[name] = (False, (f"{start}:{_U16}" if start < _U16 else str(_U16),))
 
 
 def _finish_tcp(options: Options, proto: Protocol) -> None:
@@ -446,6 +668,265 @@ def _finish_tcp(options: Options, proto: Protocol) -> None:
         if "--tcp-flags" in options:
             raise Unsupported("--syn with --tcp-flags")
         options["--tcp-flags"] = (syn[0], ("FIN,SYN,RST,ACK", "SYN"))
+    _drop_all_ports(options, ("--sport", "--dport"))
+    _fold_negated_low_ranges(options)
+    flags = options.get("--tcp-flags")
+    if flags is not None and flags[1][0] == "NONE":
+        # A test of no flag: "NONE NONE" always matches and is not printed;
+        # anything else never matches, and the listing loses it (nft drops
+        # the whole match, legacy prints "-m tcp"): not ours to read.
+        if flags[0] or flags[1][1] != "NONE":
+            raise Unsupported("--tcp-flags NONE")
+        del options["--tcp-flags"]
+
+
+def _finish_udp(options: Options, proto: Protocol) -> None:
+    _drop_all_ports(options, ("--sport", "--dport"))
+    _fold_negated_low_ranges(options)
+
+
+# -- icmp ----------------------------------------------------------------------------------------
+
+# libxt_icmp's table in its order: names (any case, any unique prefix) -> "type[/code]".
+_ICMP_TYPES = (
+    ("any", "any"), ("echo-reply", "0"), ("pong", "0"), ("destination-unreachable", "3"),
+    ("network-unreachable", "3/0"), ("host-unreachable", "3/1"), ("protocol-unreachable", "3/2"),
+    ("port-unreachable", "3/3"), ("fragmentation-needed", "3/4"), ("source-route-failed", "3/5"),
+    ("network-unknown", "3/6"), ("host-unknown", "3/7"), ("network-prohibited", "3/9"),
+    ("host-prohibited", "3/10"), ("TOS-network-unreachable", "3/11"),
+    ("TOS-host-unreachable", "3/12"), ("communication-prohibited", "3/13"),
+    ("host-precedence-violation", "3/14"), ("precedence-cutoff", "3/15"), ("source-quench", "4"),
+    ("redirect", "5"), ("network-redirect", "5/0"), ("host-redirect", "5/1"),
+    ("TOS-network-redirect", "5/2"), ("TOS-host-redirect", "5/3"), ("echo-request", "8"),
+    ("ping", "8"), ("router-advertisement", "9"), ("router-solicitation", "10"),
+    ("time-exceeded", "11"), ("ttl-exceeded", "11"), ("ttl-zero-during-transit", "11/0"),
+    ("ttl-zero-during-reassembly", "11/1"), ("parameter-problem", "12"),
+    ("ip-header-bad", "12/0"), ("required-option-missing", "12/1"), ("timestamp-request", "13"),
+    ("timestamp-reply", "14"), ("address-mask-request", "17"), ("address-mask-reply", "18"),
+)  # fmt: skip
+
+# libip6t_icmp6's table (it has no "any" and no MLD names).
+_ICMP6_TYPES = (
+    ("destination-unreachable", "1"), ("no-route", "1/0"), ("communication-prohibited", "1/1"),
+    ("beyond-scope", "1/2"), ("address-unreachable", "1/3"), ("port-unreachable", "1/4"),
+    ("failed-policy", "1/5"), ("reject-route", "1/6"), ("packet-too-big", "2"),
+    ("time-exceeded", "3"), ("ttl-exceeded", "3"), ("ttl-zero-during-transit", "3/0"),
+    ("ttl-zero-during-reassembly", "3/1"), ("parameter-problem", "4"), ("bad-header", "4/0"),
+    ("unknown-header-type", "4/1"), ("unknown-option", "4/2"), ("echo-request", "128"),
+    ("ping", "128"), ("echo-reply", "129"), ("pong", "129"), ("router-solicitation", "133"),
+    ("router-advertisement", "134"), ("neighbour-solicitation", "135"),
+    ("neighbor-solicitation", "135"), ("neighbour-advertisement", "136"),
+    ("neighbor-advertisement", "136"), ("redirect", "137"),
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _icmp_type_of(value: str, table: tuple[tuple[str, str], ...], any_type: bool) -> str:
+    row = _prefix_lookup(tuple((name,) for name, _ in table), value, first_wins=False)
+    if row is not None:
+        return table[row][1]
+    if any(name.lower().startswith(value.lower()) for name, _ in table):
+        raise Unsupported(value)  # ambiguous: iptables refuses it
+    kind_text, slash, code_text = value.partition("/")
+    kind = _c_uint(kind_text, _U8)
+    if any_type and kind == _U8:
+        return "any"  # libxt_icmp prints type 255 as "any", whatever the code
+    return f"{kind}/{_c_uint(code_text, _U8)}" if slash else str(kind)
+
+
+def _icmp_type(values: Values, proto: Protocol) -> Values:
+    return (_icmp_type_of(values[0], _ICMP_TYPES, True),)
+
+
+def _icmp6_type(values: Values, proto: Protocol) -> Values:
+    return (_icmp_type_of(values[0], _ICMP6_TYPES, False),)
+
+
+# -- marks ---------------------------------------------------------------------------------------
+
+
+def _mark_pair(value: str) -> tuple[int, int | None]:
+    mark, slash, mask = value.partition("/")
+    return _c_uint(mark), (_c_uint(mask) if slash else None)
+
+
+def _mark_value(values: Values, proto: Protocol) -> Values:
+    """``--mark 1`` -> ``0x1``; a full mask is not printed."""
+    mark, mask = _mark_pair(values[0])
+    if mask is None or mask == _U32:
+        return (f"{mark:#x}",)
+    return (f"{mark:#x}/{mask:#x}",)
+
+
+def _mark_operation(name: str, value: str) -> tuple[int, int]:
+    """One way of setting a mark as the (value, mask) of --set-xmark."""
+    mark, mask = _mark_pair(value)
+    if name == "--set-xmark":
+        return mark, _U32 if mask is None else mask
+    if name == "--set-mark":
+        return mark, mark | (_U32 if mask is None else mask)  # X/Y is --set-xmark X/(X|Y)
+    if mask is not None:
+        raise Unsupported(value)
+    if name == "--and-mark":
+        return 0, ~mark & _U32
+    if name == "--or-mark":
+        return mark, mark
+    return mark, 0  # --xor-mark
+
+
+_MARK_OPERATIONS = ("--set-xmark", "--set-mark", "--and-mark", "--or-mark", "--xor-mark")
+
+
+def _finish_mark_target(options: Options, proto: Protocol) -> None:
+    """MARK prints every way of setting a mark as --set-xmark."""
+    ops = [name for name in _MARK_OPERATIONS if name in options]
+    if len(ops) != 1:
+        raise Unsupported("MARK needs one mark operation")
+    mark, mask = _mark_operation(ops[0], options.pop(ops[0])[1][0])
+    options["--set-xmark"] = (False, (f"{mark:#x}/{mask:#x}",))
+
+
+def _finish_connmark_target(options: Options, proto: Protocol) -> None:
+    """CONNMARK, replayed in the order the options were given, as libxt_CONNMARK
+    reads them: ``--mask`` sets both masks, after a mark operation it
+    replaces that operation's mask."""
+    mode: str | None = None
+    mark, ctmask, nfmask = 0, _U32, _U32
+    for name, (negated, values) in list(options.items()):
+        del options[name]
+        if negated:
+            raise Unsupported(name)
+        if name in _MARK_OPERATIONS:
+            if mode is not None:
+                raise Unsupported(name)
+            mode = "set"
+            mark, ctmask = _mark_operation(name, values[0])
+        elif name in ("--save-mark", "--restore-mark"):
+            if mode is not None:
+                raise Unsupported(name)
+            mode = name
+        elif name == "--mask":
+            ctmask = nfmask = int(values[0], 16)
+        elif name == "--ctmask":
+            ctmask = int(values[0], 16)
+        else:  # --nfmask
+            nfmask = int(values[0], 16)
+    if mode is None:
+        raise Unsupported("CONNMARK needs a mode")
+    if mode == "set":
+        options["--set-xmark"] = (False, (f"{mark:#x}/{ctmask:#x}",))
+        return
+    options[mode] = (False, ())
+    options["--nfmask"] = (False, (f"{nfmask:#x}",))
+    options["--ctmask"] = (False, (f"{ctmask:#x}",))
+
+
+# -- owner ---------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _owner_id(value: str, group: bool) -> str:
+    """libxt_owner: a user (group) name first, else ``a`` or ``a-b`` in C numbers."""
+    try:
+        return str(grp.getgrnam(value).gr_gid if group else pwd.getpwnam(value).pw_uid)
+    except KeyError:
+        pass
+    read = _c_prefix(value)
+    if read is None or read[0] > _U32 - 1:
+        raise Unsupported(value)
+    first, rest = read
+    last = first
+    if rest[:1] in ("-", ":"):
+        second = _c_prefix(rest[1:])
+        if second is None or second[0] > _U32 - 1:
+            raise Unsupported(value)
+        last, rest = second
+    if rest:
+        raise Unsupported(value)
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _user(values: Values, proto: Protocol) -> Values:
+    return (_owner_id(values[0], False),)
+
+
+def _group(values: Values, proto: Protocol) -> Values:
+    return (_owner_id(values[0], True),)
+
+
+# -- set -----------------------------------------------------------------------------------------
+
+
+def _match_set(values: Values, proto: Protocol) -> Values:
+    flags = values[1]
+    parts = flags.split(",")
+    if not 1 <= len(parts) <= 6 or any(p not in ("src", "dst") for p in parts):
+        raise Unsupported(flags)
+    return values
+
+
+def _finish_set(options: Options, proto: Protocol) -> None:
+    # Counters are updated unless told not to: only "! --update-counters" shows.
+    for name in ("--update-counters", "--update-subcounters"):
+        found = options.get(name)
+        if found is not None and not found[0]:
+            del options[name]
+    for kind in ("--packets-", "--bytes-"):
+        given = [f"{kind}{op}" for op in ("eq", "lt", "gt") if f"{kind}{op}" in options]
+        if len(given) > 1 or any(options[g][0] for g in given if not g.endswith("eq")):
+            raise Unsupported(kind)  # iptables refuses both
+
+
+# -- rates ---------------------------------------------------------------------------------------
+
+_RATE_UNITS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
+
+
+def _rate_parts(value: str) -> tuple[int, int]:
+    """``N[/unit]``: the count and the unit in seconds; a unit is any prefix
+    of second, minute, hour or day, in any case (``1/s``, ``2/Min``)."""
+    number, slash, unit = value.partition("/")
+    if not number.isdigit() or int(number) == 0:
+        raise Unsupported(value)
+    if not slash:
+        return int(number), 1
+    lower = unit.lower()
+    seconds = next((s for name, s in _RATE_UNITS if unit and name.startswith(lower)), None)
+    if seconds is None:
+        raise Unsupported(value)
+    return int(number), seconds
+
+
+_LIMIT_SCALE = 10000  # XT_LIMIT_SCALE
+_HASHLIMIT_SCALE = 1000000  # XT_HASHLIMIT_SCALE_v2
+
+
+def _print_rate(period: int, scale: int) -> tuple[str, int]:
+    """libxt_limit's print_rate (hashlimit's, with its scale): the rate and
+    the length of its unit in milliseconds."""
+    units = (("day", 86400), ("hour", 3600), ("min", 60), ("sec", 1))
+    chosen = 0
+    for index in range(1, len(units)):
+        mult = units[index][1] * scale
+        if period > mult or mult // period < mult % period:
+            break
+        chosen = index
+    name, seconds = units[chosen]
+    return f"{seconds * scale // period}/{name}", seconds * 1000
+
+
+@functools.lru_cache(maxsize=1024)
+def _limit_rate(value: str) -> str:
+    number, seconds = _rate_parts(value)
+    period = seconds * _LIMIT_SCALE // number
+    if period == 0:
+        raise Unsupported(value)  # "Rate too fast"
+    return _print_rate(period, _LIMIT_SCALE)[0]
+
+
+def _rate(values: Values, proto: Protocol) -> Values:
+    """A rate the way libxt_limit prints it: ``60/min`` -> ``1/sec``."""
+    return (_limit_rate(values[0]),)
 
 
 def _finish_limit(options: Options, proto: Protocol) -> None:
@@ -454,30 +935,199 @@ def _finish_limit(options: Options, proto: Protocol) -> None:
         options["--limit"] = (False, ("3/hour",))
 
 
+@functools.lru_cache(maxsize=1024)
+def _hashlimit_rate(value: str) -> tuple[str, int, int]:
+    """A packet rate as hashlimit prints it, the unit it prints (ms) and the
+    unit it was given in (ms, the default --hashlimit-htable-expire)."""
+    if "b/s" in value:
+        raise Unsupported(value)  # byte rates are printed another way
+    number, seconds = _rate_parts(value)
+    period = seconds * _HASHLIMIT_SCALE // number
+    if period == 0:
+        raise Unsupported(value)
+    shown, quantum = _print_rate(period, _HASHLIMIT_SCALE)
+    return shown, quantum, seconds * 1000
+
+
+_HASHLIMIT_MODES = ("srcip", "srcport", "dstip", "dstport")
+
+
+def _hashlimit_mode(values: Values, proto: Protocol) -> Values:
+    items = {item for item in re.split(r"[,|]", values[0]) if item}
+    if not items <= set(_HASHLIMIT_MODES):
+        raise Unsupported(values[0])
+    return (",".join(m for m in _HASHLIMIT_MODES if m in items),)
+
+
+def _finish_hashlimit(options: Options, proto: Protocol) -> None:
+    upto = options.pop("--hashlimit-upto", None)
+    above = options.pop("--hashlimit-above", None)
+    given = upto or above
+    if given is None or (upto and above) or "--hashlimit-name" not in options:
+        raise Unsupported("hashlimit needs one rate and a name")
+    shown, quantum, expire = _hashlimit_rate(given[1][0])
+    inverted = (above is not None) != given[0]  # "! --hashlimit-upto" is --hashlimit-above
+    rates = {"--hashlimit-above" if inverted else "--hashlimit-upto": (False, (shown,))}
+    options.update(rates)
+    options.setdefault("--hashlimit-burst", (False, ("5",)))  # printed even when default
+    if options.get("--hashlimit-mode", (False, ("",)))[1] == ("",):
+        options.pop("--hashlimit-mode", None)
+    _drop_if(options, "--hashlimit-htable-size", ("0",))
+    _drop_if(options, "--hashlimit-htable-max", ("0",))
+    _drop_if(options, "--hashlimit-htable-gcinterval", ("1000",))
+    # The default expiry is the unit the rate was given in; the printed one
+    # is left out when it equals the unit the rate is printed in.
+    options.setdefault("--hashlimit-htable-expire", (False, (str(expire),)))
+    _drop_if(options, "--hashlimit-htable-expire", (str(quantum),))
+    full = (str(_width(proto)),)
+    _drop_if(options, "--hashlimit-srcmask", full)
+    _drop_if(options, "--hashlimit-dstmask", full)
+    if "--hashlimit-rate-match" in options:
+        _drop_if(options, "--hashlimit-rate-interval", ("1",))
+    else:
+        options.pop("--hashlimit-rate-interval", None)  # only printed with --hashlimit-rate-match
+
+
+_HASHLIMIT_MAX_SIZE = 1048576
+
+
+def _htable_size(values: Values, proto: Protocol) -> Values:
+    # The kernel cuts --hashlimit-htable-size and -max down to this, and
+    # iptables prints what the kernel kept.
+    return (str(min(_c_uint(values[0]), _HASHLIMIT_MAX_SIZE)),)
+
+
+def _plen(values: Values, proto: Protocol) -> Values:
+    return (str(_c_uint(values[0], _width(proto))),)
+
+
+# -- statistic -----------------------------------------------------------------------------------
+
+_DECIMAL = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+@functools.lru_cache(maxsize=1024)
+def _probability_of(value: str) -> str:
+    if _DECIMAL.fullmatch(value) is None:
+        raise Unsupported(value)
+    probability = float(value)
+    if not 0 <= probability <= 1:
+        raise Unsupported(value)
+    # libxt_statistic keeps lround(p * 2^31) and prints it back over 2^31.
+    stored = math.floor(probability * 0x80000000 + 0.5)
+    return f"{stored / 0x80000000:.11f}"
+
+
+def _probability(values: Values, proto: Protocol) -> Values:
+    return (_probability_of(values[0]),)
+
+
+# -- string --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _hex_pattern(text: str) -> bytes:
+    """libxt_string's parse_hex_string, step for step (its quirks included):
+    ``|41 42|`` are bytes, ``\\x`` a literal x, anything else itself."""
+    out = bytearray()
+    i, size, in_hex = 0, len(text), False
+    while i < size:
+        char = text[i]
+        if char == "\\":
+            if in_hex or i + 1 >= size:
+                raise Unsupported(text)
+            out += text[i + 1].encode()
+            i += 2
+            continue
+        if char == "|":
+            in_hex = not in_hex
+            while in_hex and i + 1 < size and text[i + 1] == " ":
+                i += 1
+            if i + 1 >= size:
+                break
+            i += 1
+            char = text[i]
+        if in_hex:
+            pair = text[i : i + 2]
+            if i + 2 >= size or len(pair) != 2 or not all(c in "0123456789abcdefABCDEF" for c in pair):
+                raise Unsupported(text)
+            out.append(int(pair, 16))
+            i += 3 if text[i + 2] == " " else 2
+        else:
+            out += char.encode()
+            i += 1
+    return bytes(out)
+
+
+def _show_pattern(pattern: bytes) -> tuple[str, str]:
+    """How libxt_string prints a pattern: as text when every byte is printable
+    ASCII and it does not end in a backslash, else as hex."""
+    if all(0x20 <= b <= 0x7E for b in pattern) and not pattern.endswith(b"\\"):
+        return "--string", pattern.decode("ascii")
+    return "--hex-string", f"|{pattern.hex()}|"
+
+
+def _finish_string(options: Options, proto: Protocol) -> None:
+    text = options.pop("--string", None)
+    hexed = options.pop("--hex-string", None)
+    if (text is None) == (hexed is None) or "--algo" not in options:
+        raise Unsupported("string needs one pattern and --algo")
+    if text is not None:
+        negated, pattern = text[0], text[1][0].encode()
+    elif hexed is not None:
+        negated, pattern = hexed[0], _hex_pattern(hexed[1][0])
+    if not 1 <= len(pattern) <= 128:  # XT_STRING_MAX_PATTERN_SIZE
+        raise Unsupported("string pattern size")
+    name, shown = _show_pattern(pattern)
+    options[name] = (negated, (shown,))
+    _drop_if(options, "--from", ("0",))
+    _drop_if(options, "--to", ("65535",))
+
+
+# -- other finishing touches ---------------------------------------------------------------------
+
+
+def _drop_if(options: Options, name: str, default: Values) -> None:
+    found = options.get(name)
+    if found is not None and not found[0] and found[1] == default:
+        del options[name]
+
+
+def _finish_conntrack(options: Options, proto: Protocol) -> None:
+    if "--ctdir" in options and options["--ctdir"][1][0] not in ("ORIGINAL", "REPLY"):
+        raise Unsupported("--ctdir")
+
+
 def _finish_recent(options: Options, proto: Protocol) -> None:
     options.setdefault("--name", (False, ("DEFAULT",)))
-    full = "255.255.255.255" if proto is Protocol.IPV4 else "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
-    options.setdefault("--mask", (False, (full,)))
-    if "--rdest" not in options:
-        options.setdefault("--rsource", (False, ()))
+    options.setdefault("--mask", (False, (_show((1 << _width(proto)) - 1, proto),)))
+    sides = [name for name in options if name in ("--rsource", "--rdest")]
+    for name in sides[:-1]:
+        del options[name]  # the last one given wins
+    if not sides:
+        options["--rsource"] = (False, ())
 
 
 def _finish_log(options: Options, proto: Protocol) -> None:
     _drop_if(options, "--log-level", ("4",))
 
 
+# xtables' syslog level names (exact, case and all) and their numbers.
 _LOG_LEVELS = {
-    "emerg": "0", "panic": "0", "alert": "1", "crit": "2", "err": "3", "error": "3",
-    "warning": "4", "warn": "4", "notice": "5", "info": "6", "debug": "7",
+    "emerg": 0, "panic": 0, "alert": 1, "crit": 2, "error": 3, "warning": 4, "notice": 5,
+    "info": 6, "debug": 7,
 }  # fmt: skip
 
 
 def _log_level(values: Values, proto: Protocol) -> Values:
-    value = values[0].lower()
-    level = _LOG_LEVELS.get(value, value)
-    if not level.isdigit() or int(level) > 7:
-        raise Unsupported(values[0])
-    return (level,)
+    value = values[0]
+    try:
+        return (str(_c_uint(value, 7)),)
+    except Unsupported:
+        level = _LOG_LEVELS.get(value)
+    if level is None:
+        raise Unsupported(value)
+    return (str(level),)
 
 
 def _finish_reject(options: Options, proto: Protocol) -> None:
@@ -485,83 +1135,122 @@ def _finish_reject(options: Options, proto: Protocol) -> None:
     options.setdefault("--reject-with", (False, (default,)))
 
 
-_REJECT4 = {
-    "icmp-net-unreachable": "icmp-net-unreachable", "net-unreach": "icmp-net-unreachable",
-    "icmp-host-unreachable": "icmp-host-unreachable", "host-unreach": "icmp-host-unreachable",
-    "icmp-proto-unreachable": "icmp-proto-unreachable", "proto-unreach": "icmp-proto-unreachable",
-    "icmp-port-unreachable": "icmp-port-unreachable", "port-unreach": "icmp-port-unreachable",
-    "icmp-net-prohibited": "icmp-net-prohibited", "net-prohib": "icmp-net-prohibited",
-    "icmp-host-prohibited": "icmp-host-prohibited", "host-prohib": "icmp-host-prohibited",
-    "icmp-admin-prohibited": "icmp-admin-prohibited", "admin-prohib": "icmp-admin-prohibited",
-    "tcp-reset": "tcp-reset", "tcp-rst": "tcp-reset",
-}  # fmt: skip
-_REJECT6 = {
-    "icmp6-no-route": "icmp6-no-route", "no-route": "icmp6-no-route",
-    "icmp6-adm-prohibited": "icmp6-adm-prohibited", "adm-prohibited": "icmp6-adm-prohibited",
-    "icmp6-addr-unreachable": "icmp6-addr-unreachable", "addr-unreach": "icmp6-addr-unreachable",
-    "icmp6-port-unreachable": "icmp6-port-unreachable", "port-unreach": "icmp6-port-unreachable",
-    "icmp6-policy-fail": "icmp6-policy-fail", "policy-fail": "icmp6-policy-fail",
-    "icmp6-reject-route": "icmp6-reject-route", "reject-route": "icmp6-reject-route",
-    "tcp-reset": "tcp-reset", "tcp-rst": "tcp-reset",
-}  # fmt: skip
+# libipt_REJECT and libip6t_REJECT: (name, alias) in table order; the first row
+# either of whose names starts with the value (any case) wins.
+_REJECT4 = (
+    ("icmp-net-unreachable", "net-unreach"), ("icmp-host-unreachable", "host-unreach"),
+    ("icmp-proto-unreachable", "proto-unreach"), ("icmp-port-unreachable", "port-unreach"),
+    ("icmp-net-prohibited", "net-prohib"), ("icmp-host-prohibited", "host-prohib"),
+    ("tcp-reset", "tcp-rst"), ("icmp-admin-prohibited", "admin-prohib"),
+)  # fmt: skip
+_REJECT6 = (
+    ("icmp6-no-route", "no-route"), ("icmp6-adm-prohibited", "adm-prohibited"),
+    ("icmp6-addr-unreachable", "addr-unreach"), ("icmp6-port-unreachable", "port-unreach"),
+    ("tcp-reset", "tcp-reset"), ("icmp6-policy-fail", "policy-fail"),
+    ("icmp6-reject-route", "reject-route"),
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _reject_name(value: str, proto: Protocol) -> str:
+    table = _REJECT4 if proto is Protocol.IPV4 else _REJECT6
+    row = _prefix_lookup(table, value, first_wins=True)
+    if row is None:
+        raise Unsupported(value)
+    return table[row][0]
 
 
 def _reject_with(values: Values, proto: Protocol) -> Values:
-    table = _REJECT4 if proto is Protocol.IPV4 else _REJECT6
-    found = table.get(values[0])
-    if found is None:
+    return (_reject_name(values[0], proto),)
+
+
+_CT_EVENTS = (
+    "new", "related", "destroy", "reply", "assured", "protoinfo", "helper", "mark",
+    "natseqinfo", "secmark",
+)  # fmt: skip
+
+
+def _events(order: tuple[str, ...]) -> Normalizer:
+    def apply(values: Values, proto: Protocol) -> Values:
+        items = set(values[0].split(","))
+        if not items <= set(order):
+            raise Unsupported(values[0])
+        return (",".join(e for e in order if e in items),)
+
+    return apply
+
+
+def _zone(values: Values, proto: Protocol) -> Values:
+    if values[0].lower() == "mark":
+        return ("mark",)
+    return (str(_c_uint(values[0], _U16)),)
+
+
+def _finish_ct(options: Options, proto: Protocol) -> None:
+    zones = [name for name in ("--zone", "--zone-orig", "--zone-reply") if name in options]
+    if len(zones) > 1:
+        raise Unsupported("two zones")
+    if zones:
+        _drop_if(options, zones[0], ("0",))  # zone 0 is no zone
+
+
+def _mac(values: Values, proto: Protocol) -> Values:
+    parts = values[0].split(":")
+    if len(parts) != 6 or not all(1 <= len(p) <= 2 for p in parts):
         raise Unsupported(values[0])
-    return (found,)
-
-
-def _finish_mark_target(options: Options, proto: Protocol) -> None:
-    """MARK and CONNMARK print every way of setting a mark as --set-xmark."""
-    names = ("--set-mark", "--set-xmark", "--and-mark", "--or-mark", "--xor-mark")
-    ops = [name for name in names if name in options]
-    if len(ops) > 1:
-        raise Unsupported("two mark operations")
-    if not ops:
-        return
-    name = ops[0]
-    _, (value,) = options.pop(name)
-    mark, mask = _hex_mark(value)
-    if name in ("--set-mark", "--set-xmark"):
-        result = (mark, 0xFFFFFFFF if mask is None else mask)
-        if name == "--set-mark" and mask is not None:
-            result = (mark, mask | mark)  # --set-mark X/Y is --set-xmark X/(X|Y)
-    elif mask is not None:
-        raise Unsupported(value)
-    elif name == "--and-mark":
-        result = (0, ~mark & 0xFFFFFFFF)
-    elif name == "--or-mark":
-        result = (mark, mark)
-    else:
-        result = (mark, 0)
-    options["--set-xmark"] = (False, (f"{result[0]:#x}/{result[1]:#x}",))
-
-
-def _finish_connmark_target(options: Options, proto: Protocol) -> None:
-    _finish_mark_target(options, proto)
-    for mode in ("--save-mark", "--restore-mark"):
-        if mode in options:
-            mask = options.pop("--mask", None)
-            default = mask[1] if mask else ("0xffffffff",)
-            options.setdefault("--nfmask", (False, default))
-            options.setdefault("--ctmask", (False, default))
-
-
-def _hex(values: Values, proto: Protocol) -> Values:
     try:
-        return (f"{int(values[0], 0):#x}",)
+        return (":".join(f"{int(p, 16):02x}" for p in parts),)
     except ValueError:
         raise Unsupported(values[0]) from None
 
 
+def _finish_connlimit(options: Options, proto: Protocol) -> None:
+    upto = options.pop("--connlimit-upto", None)
+    above = options.pop("--connlimit-above", None)
+    given = upto or above
+    if given is None or (upto and above):
+        raise Unsupported("connlimit needs one count")
+    inverted = (above is not None) != given[0]  # "! --connlimit-upto" is --connlimit-above
+    options["--connlimit-above" if inverted else "--connlimit-upto"] = (False, given[1])
+    options.setdefault("--connlimit-mask", (False, (str(_width(proto)),)))  # printed even when full
+    if "--connlimit-daddr" not in options:
+        options.setdefault("--connlimit-saddr", (False, ()))
+
+
+def _finish_nflog(options: Options, proto: Protocol) -> None:
+    _drop_if(options, "--nflog-group", ("0",))
+    _drop_if(options, "--nflog-threshold", ("0",))
+    if "--nflog-range" in options:
+        # "--nflog-range has never worked and is no longer supported":
+        # iptables-legacy prints it, iptables-nft drops it.
+        raise Unsupported("--nflog-range")
+
+
+def _mark_mask(values: Values, proto: Protocol) -> Values:
+    """``value[/mask]`` as xtables prints a mark and mask: both in hex, the
+    mask full when not given."""
+    mark, mask = _mark_pair(values[0])
+    return (f"{mark:#x}/{_U32 if mask is None else mask:#x}",)
+
+
+def _tproxy_port(values: Values, proto: Protocol) -> Values:
+    return (str(_gai_port(values[0])),)
+
+
+def _tproxy_ip(values: Values, proto: Protocol) -> Values:
+    return (_plain_address(values[0], proto, _ATON),)
+
+
+def _finish_tproxy(options: Options, proto: Protocol) -> None:
+    if "--on-port" not in options:
+        raise Unsupported("TPROXY needs --on-port")
+    options.setdefault("--on-ip", (False, (_show(0, proto),)))
+    options.setdefault("--tproxy-mark", (False, ("0x0/0x0",)))
+
+
 # -- the extensions ------------------------------------------------------------------------------
 
-_tcp_ports = _ports_for("tcp")
-_udp_ports = _ports_for("udp")
-_sctp_ports = _ports_for("sctp")
+_u8, _u16, _u32, _u64 = _uint(_U8), _uint(_U16), _uint(_U32), _uint(_U64)
 
 _CT_STATES = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
 _CT_STATUS = ("NONE", "EXPECTED", "SEEN_REPLY", "ASSURED", "CONFIRMED")
@@ -574,11 +1263,11 @@ _MATCH_LIST = [
     Extension(
         "tcp",
         (
-            Option("--sport", ("--source-port",), normalize=_tcp_ports),
-            Option("--dport", ("--destination-port",), normalize=_tcp_ports),
+            Option("--sport", ("--source-port",), normalize=_ports_for("tcp")),
+            Option("--dport", ("--destination-port",), normalize=_ports_for("tcp")),
+            Option("--tcp-option", normalize=_u8),
             Option("--tcp-flags", nargs=2, normalize=_tcp_flags),
             Option("--syn", nargs=0),
-            Option("--tcp-option", normalize=_integer),
         ),
         finish=_finish_tcp,
         mergeable=True,
@@ -586,20 +1275,21 @@ _MATCH_LIST = [
     Extension(
         "udp",
         (
-            Option("--sport", ("--source-port",), normalize=_udp_ports),
-            Option("--dport", ("--destination-port",), normalize=_udp_ports),
+            Option("--sport", ("--source-port",), normalize=_gai_ports),
+            Option("--dport", ("--destination-port",), normalize=_gai_ports),
         ),
+        finish=_finish_udp,
         mergeable=True,
     ),
     Extension(
         "sctp",
         (
-            Option("--sport", ("--source-port",), normalize=_sctp_ports),
-            Option("--dport", ("--destination-port",), normalize=_sctp_ports),
+            Option("--sport", ("--source-port",), normalize=_ports_for("sctp")),
+            Option("--dport", ("--destination-port",), normalize=_ports_for("sctp")),
         ),
     ),
-    Extension("icmp", (Option("--icmp-type", normalize=_icmp_type(_ICMP_TYPES)),)),
-    Extension("icmp6", (Option("--icmpv6-type", normalize=_icmp_type(_ICMP6_TYPES)),)),
+    Extension("icmp", (Option("--icmp-type", normalize=_icmp_type),)),
+    Extension("icmp6", (Option("--icmpv6-type", normalize=_icmp6_type),)),
     Extension(
         "multiport",
         (
@@ -613,19 +1303,20 @@ _MATCH_LIST = [
         "conntrack",
         (
             Option("--ctstate", normalize=_set_of(_CT_STATES)),
-            Option("--ctproto", normalize=_one(normalize_protocol)),
-            Option("--ctorigsrc", normalize=_one(_address)),
-            Option("--ctorigdst", normalize=_one(_address)),
-            Option("--ctreplsrc", normalize=_one(_address)),
-            Option("--ctrepldst", normalize=_one(_address)),
-            Option("--ctorigsrcport", normalize=_tcp_ports),
-            Option("--ctorigdstport", normalize=_tcp_ports),
-            Option("--ctreplsrcport", normalize=_tcp_ports),
-            Option("--ctrepldstport", normalize=_tcp_ports),
-            Option("--ctstatus", normalize=_set_of(_CT_STATUS)),
-            Option("--ctexpire", normalize=verbatim),
+            Option("--ctproto", normalize=_ct_protocol),
+            Option("--ctorigsrc", normalize=_one(_host_mask)),
+            Option("--ctorigdst", normalize=_one(_host_mask)),
+            Option("--ctreplsrc", normalize=_one(_host_mask)),
+            Option("--ctrepldst", normalize=_one(_host_mask)),
+            Option("--ctorigsrcport", normalize=_gai_ports),
+            Option("--ctorigdstport", normalize=_gai_ports),
+            Option("--ctreplsrcport", normalize=_gai_ports),
+            Option("--ctrepldstport", normalize=_gai_ports),
+            Option("--ctstatus", normalize=_set_of(_CT_STATUS, empty="NONE")),
+            Option("--ctexpire", normalize=_uint_range(_U32)),
             Option("--ctdir", normalize=_upper),
         ),
+        finish=_finish_conntrack,
     ),
     Extension("comment", (Option("--comment", normalize=verbatim),)),
     Extension("mark", (Option("--mark", normalize=_mark_value),)),
@@ -649,13 +1340,29 @@ _MATCH_LIST = [
             Option("--physdev-is-bridged", nargs=0),
         ),
     ),
-    Extension("set", (Option("--match-set", nargs=2, normalize=verbatim),)),
+    Extension(
+        "set",
+        (
+            Option("--match-set", ("--set",), nargs=2, normalize=_match_set),
+            Option("--return-nomatch", nargs=0),
+            Option("--update-counters", nargs=0),
+            Option("--update-subcounters", nargs=0),
+            Option("--packets-eq", normalize=_u64),
+            Option("--packets-lt", normalize=_u64),
+            Option("--packets-gt", normalize=_u64),
+            Option("--bytes-eq", normalize=_u64),
+            Option("--bytes-lt", normalize=_u64),
+            Option("--bytes-gt", normalize=_u64),
+        ),
+        finish=_finish_set,
+    ),
     Extension(
         "owner",
         (
+            Option("--socket-exists", nargs=0),
             Option("--uid-owner", normalize=_user),
             Option("--gid-owner", normalize=_group),
-            Option("--socket-exists", nargs=0),
+            Option("--suppl-groups", nargs=0),
         ),
     ),
     Extension(
@@ -663,14 +1370,33 @@ _MATCH_LIST = [
         (
             Option("--mode", normalize=verbatim),
             Option("--probability", normalize=_probability),
-            Option("--every", normalize=_integer),
-            Option("--packet", normalize=_integer),
+            Option("--every", normalize=_u32),
+            Option("--packet", normalize=_u32),
         ),
     ),
     Extension(
         "limit",
-        (Option("--limit", normalize=_rate), Option("--limit-burst", normalize=_integer)),
+        (Option("--limit", normalize=_rate), Option("--limit-burst", normalize=_u32)),
         finish=_finish_limit,
+    ),
+    Extension(
+        "hashlimit",
+        (
+            Option("--hashlimit-upto", ("--hashlimit",), normalize=verbatim),
+            Option("--hashlimit-above", normalize=verbatim),
+            Option("--hashlimit-burst", normalize=_u32),
+            Option("--hashlimit-mode", normalize=_hashlimit_mode),
+            Option("--hashlimit-name", normalize=verbatim),
+            Option("--hashlimit-htable-size", normalize=_htable_size),
+            Option("--hashlimit-htable-max", normalize=_htable_size),
+            Option("--hashlimit-htable-gcinterval", normalize=_u32),
+            Option("--hashlimit-htable-expire", normalize=_u32),
+            Option("--hashlimit-srcmask", normalize=_plen),
+            Option("--hashlimit-dstmask", normalize=_plen),
+            Option("--hashlimit-rate-match", nargs=0),
+            Option("--hashlimit-rate-interval", normalize=_u32),
+        ),
+        finish=_finish_hashlimit,
     ),
     Extension(
         "recent",
@@ -679,12 +1405,12 @@ _MATCH_LIST = [
             Option("--rcheck", nargs=0),
             Option("--update", nargs=0),
             Option("--remove", nargs=0),
-            Option("--seconds", normalize=_integer),
+            Option("--seconds", normalize=_u32),
             Option("--reap", nargs=0),
-            Option("--hitcount", normalize=_integer),
+            Option("--hitcount", normalize=_u32),
             Option("--rttl", nargs=0),
             Option("--name", normalize=verbatim),
-            Option("--mask", normalize=_one(_plain_address)),
+            Option("--mask", normalize=_recent_mask),
             Option("--rsource", nargs=0),
             Option("--rdest", nargs=0),
         ),
@@ -697,7 +1423,39 @@ _MATCH_LIST = [
             Option("--dst-range", normalize=_address_range),
         ),
     ),
-    Extension("length", (Option("--length", normalize=_length),)),
+    Extension(
+        "string",
+        (
+            Option("--string", normalize=verbatim),
+            Option("--hex-string", normalize=verbatim),
+            Option("--algo", normalize=verbatim),
+            Option("--from", normalize=_u16),
+            Option("--to", normalize=_u16),
+            Option("--icase", nargs=0),
+        ),
+        finish=_finish_string,
+    ),
+    Extension("length", (Option("--length", normalize=_uint_range(_U16)),)),
+    Extension(
+        "connlimit",
+        (
+            Option("--connlimit-upto", normalize=_u32),
+            Option("--connlimit-above", normalize=_u32),
+            Option("--connlimit-mask", normalize=_plen),
+            Option("--connlimit-saddr", nargs=0),
+            Option("--connlimit-daddr", nargs=0),
+        ),
+        finish=_finish_connlimit,
+    ),
+    Extension(
+        "rpfilter",
+        (
+            Option("--loose", nargs=0),
+            Option("--validmark", nargs=0),
+            Option("--accept-local", nargs=0),
+            Option("--invert", nargs=0),
+        ),
+    ),
     Extension("mac", (Option("--mac-source", normalize=_mac),)),
 ]
 
@@ -723,7 +1481,8 @@ _TARGET_LIST = [
     Extension(
         "MASQUERADE",
         (
-            Option("--to-ports", normalize=verbatim),
+            # iptables takes any unambiguous prefix of an option (getopt); this one is common.
+            Option("--to-ports", ("--to-port",), normalize=_to_ports),
             Option("--random", nargs=0),
             Option("--random-fully", nargs=0),
         ),
@@ -731,7 +1490,7 @@ _TARGET_LIST = [
     Extension(
         "SNAT",
         (
-            Option("--to-source", ("--to",), normalize=verbatim),
+            Option("--to-source", ("--to",), normalize=_snat_to),
             Option("--random", nargs=0),
             Option("--random-fully", nargs=0),
             Option("--persistent", nargs=0),
@@ -740,12 +1499,15 @@ _TARGET_LIST = [
     Extension(
         "DNAT",
         (
-            Option("--to-destination", ("--to",), normalize=verbatim),
+            Option("--to-destination", ("--to",), normalize=_dnat_to),
             Option("--random", nargs=0),
             Option("--persistent", nargs=0),
         ),
     ),
-    Extension("REDIRECT", (Option("--to-ports", normalize=verbatim), Option("--random", nargs=0))),
+    Extension(
+        "REDIRECT",
+        (Option("--to-ports", ("--to-port",), normalize=_to_ports), Option("--random", nargs=0)),
+    ),
     Extension(
         "MARK",
         (
@@ -775,7 +1537,27 @@ _TARGET_LIST = [
     ),
     Extension(
         "TCPMSS",
-        (Option("--set-mss", normalize=_integer), Option("--clamp-mss-to-pmtu", nargs=0)),
+        (Option("--set-mss", normalize=_u16), Option("--clamp-mss-to-pmtu", nargs=0)),
+    ),
+    Extension(
+        "NFLOG",
+        (
+            Option("--nflog-prefix", normalize=verbatim),
+            Option("--nflog-group", normalize=_u16),
+            Option("--nflog-size", normalize=_u32),
+            Option("--nflog-range", normalize=_u32),
+            Option("--nflog-threshold", normalize=_u16),
+        ),
+        finish=_finish_nflog,
+    ),
+    Extension(
+        "TPROXY",
+        (
+            Option("--on-port", normalize=_tproxy_port),
+            Option("--on-ip", normalize=_tproxy_ip),
+            Option("--tproxy-mark", normalize=_mark_mask),
+        ),
+        finish=_finish_tproxy,
     ),
     Extension("NOTRACK"),
     Extension(
@@ -783,8 +1565,14 @@ _TARGET_LIST = [
         (
             Option("--notrack", nargs=0),
             Option("--helper", normalize=verbatim),
-            Option("--zone", normalize=_integer),
+            Option("--timeout", normalize=verbatim),
+            Option("--ctevents", normalize=_events(_CT_EVENTS)),
+            Option("--expevents", normalize=_events(("new",))),
+            Option("--zone", normalize=_zone),
+            Option("--zone-orig", normalize=_zone),
+            Option("--zone-reply", normalize=_zone),
         ),
+        finish=_finish_ct,
     ),
 ]
 
@@ -792,9 +1580,13 @@ _TARGET_LIST = [
 MATCHES: dict[str, Extension] = {ext.name: ext for ext in _MATCH_LIST}
 #: Targets by name (``-j NAME``).
 TARGETS: dict[str, Extension] = {ext.name: ext for ext in _TARGET_LIST}
-#: The match ``-p PROTO`` loads by itself when one of its options is used.
+#: The match ``-p PROTO`` loads by itself when one of its options is used, by
+#: the protocol's name as :func:`normalize_protocol` gives it.
 IMPLICIT: dict[tuple[Protocol, str], Extension] = {
-    (proto, name): MATCHES[match]
+    (proto, _protocol_name(number)): MATCHES[match]
     for proto in Protocol
-    for name, match in {"tcp": "tcp", "udp": "udp", "sctp": "sctp"}.items()
-} | {(Protocol.IPV4, "icmp"): MATCHES["icmp"], (Protocol.IPV6, "ipv6-icmp"): MATCHES["icmp6"]}
+    for number, match in ((6, "tcp"), (17, "udp"), (132, "sctp"))
+} | {
+    (Protocol.IPV4, _protocol_name(1)): MATCHES["icmp"],
+    (Protocol.IPV6, _protocol_name(58)): MATCHES["icmp6"],
+}

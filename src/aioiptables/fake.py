@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .client import Binaries, Client
 from .errors import InvalidRuleError
 from .model import BUILTIN_CHAINS, Protocol
-from .parse import rule_key
+from .parse import analyze, rule_key
 from .runner import Completed, Runner
 from .syntax import join_tokens, split_line
 
@@ -195,7 +195,7 @@ class FakeRunner(Runner):
     def _append(self, proto: Protocol, table: _Table, args: list[str]) -> str:
         chain = self._chain(table, args[0])
         self._check_target(table, args[1:])
-        chain.rules.append(tuple(args[1:]))
+        chain.rules.append(_as_printed(args[1:], proto))
         return ""
 
     def _insert(self, proto: Protocol, table: _Table, args: list[str]) -> str:
@@ -206,7 +206,7 @@ class FakeRunner(Runner):
         if position < 1 or position > len(chain.rules) + 1:
             raise _Failure(1, "iptables: Index of insertion too big.")
         self._check_target(table, spec)
-        chain.rules.insert(position - 1, tuple(spec))
+        chain.rules.insert(position - 1, _as_printed(spec, proto))
         return ""
 
     def _delete(self, proto: Protocol, table: _Table, args: list[str]) -> str:
@@ -357,6 +357,13 @@ class FakeRunner(Runner):
         """The specs in a chain, in order (empty if the chain does not exist)."""
         found = self.tables[proto].get(table, {}).get(chain)
         return list(found.rules) if found else []
+
+
+def _as_printed(spec: Sequence[str], proto: Protocol) -> tuple[str, ...]:
+    # Store a rule the way iptables prints it back (-p tcp --dport 80 becomes
+    # -p tcp -m tcp --dport 80), where the canonicalizer knows how.
+    read = analyze(tuple(spec), proto)
+    return read.tokens if read.exact else tuple(spec)
 
 
 def _tokens(line: str) -> list[str]:

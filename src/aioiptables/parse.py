@@ -109,6 +109,22 @@ _BASE = {
     "-f": "-f", "--fragment": "-f",
 }  # fmt: skip
 _BASE_ORDER = ("-s", "-d", "-i", "-o", "-p", "-f")
+# Every long option of the iptables command line, by meaning: getopt resolves
+# an abbreviation against all of them (commands included, which a rule spec
+# cannot use: an abbreviation of one stays unresolved).
+_GETOPT_BASE = {
+    "--source": "-s", "--src": "-s", "--destination": "-d", "--dst": "-d",
+    "--in-interface": "-i", "--out-interface": "-o", "--protocol": "-p", "--fragment": "-f",
+    "--match": "-m", "--jump": "-j", "--goto": "-g", "--ipv4": "-4", "--ipv6": "-6",
+    "--set-counters": "-c",
+} | {
+    f"--{name}": f"command {name}"
+    for name in (
+        "append", "delete", "check", "insert", "replace", "list", "list-rules", "flush", "zero",
+        "new-chain", "delete-chain", "rename-chain", "policy", "table", "numeric", "verbose",
+        "wait", "wait-interval", "exact", "version", "help", "line-numbers", "modprobe",
+    )
+}  # fmt: skip
 _JUMPS = {"-j": "-j", "--jump": "-j", "-g": "-g", "--goto": "-g"}
 _MATCH = frozenset({"-m", "--match"})
 _NO_OPS = frozenset({"-4", "--ipv4", "-6", "--ipv6"})
@@ -230,35 +246,37 @@ def _by_groups(spec: tuple[str, ...], proto: Protocol) -> Canonical | None:
 _BASE_ONLY = frozenset(_BASE_ORDER)
 
 
-def _verbatim_only(ext: Extension) -> bool:
-    return ext.finish is None and all(
-        option.normalize is verbatim or option.nargs == 0 for option in ext.options
-    )
-
-
-# Extensions whose printed form is their input, options put in order.
-_VERBATIM = {("-m", name) for name, ext in MATCHES.items() if _verbatim_only(ext)} | {
-    ("-j", name) for name, ext in TARGETS.items() if _verbatim_only(ext)
+# Extensions whose options are each normalized on their own (no finishing
+# step that adds or drops options): a group of them is in printed form when
+# every option is under its printed name, once, in printed order, and its
+# values are already normal.
+_PLAIN_EXTENSIONS = {("-m", name): ext for name, ext in MATCHES.items() if ext.finish is None} | {
+    ("-j", name): ext for name, ext in TARGETS.items() if ext.finish is None
 }
 
 
-def _already_printed(group: tuple[str, ...]) -> bool:
-    """Whether a group of a verbatim extension is already in printed form:
-    every option under its printed name, once, in printed order, no negation."""
-    if (group[0], group[1]) not in _VERBATIM:
+def _already_printed(group: tuple[str, ...], proto: Protocol) -> bool:
+    """Whether a group is already in the form iptables prints (see above)."""
+    ext = _PLAIN_EXTENSIONS.get((group[0], group[1]))
+    if ext is None:
         return False
-    ext = (MATCHES if group[0] == "-m" else TARGETS)[group[1]]
     i, last = 2, -1
     while i < len(group):
         option = ext.by_flag.get(group[i])
-        if option is None or option.name != group[i]:
+        if option is None or option.name != group[i] or ext.order[option.name] <= last:
             return False
-        place = ext.order[option.name]
-        if place <= last:
+        last = ext.order[option.name]
+        values = group[i + 1 : i + 1 + option.nargs]
+        if len(values) != option.nargs:
             return False
-        last = place
+        if option.normalize is not None and option.normalize is not verbatim:
+            try:
+                if option.normalize(values, proto) != values:
+                    return False
+            except Unsupported:
+                return False
         i += 1 + option.nargs
-    return i == len(group)
+    return True
 
 
 def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
@@ -287,7 +305,7 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
                 if value == "all" and not negated:
                     i += negated + 2
                     continue
-            elif not 1 <= len(value) <= 15:
+            elif value == "+" or not 1 <= len(value) <= 15:
                 return None
         except Unsupported:
             return None
@@ -311,7 +329,7 @@ def _group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
         return group  # the commonest group, and always verbatim
     if len(group) == 2 and group[0] in ("-j", "-g") and group[1] not in TARGETS:
         return group  # a jump to a chain
-    if _already_printed(group):
+    if _already_printed(group, proto):
         return group
     if not _BASE.keys().isdisjoint(group):
         return None  # a base option after a match or target: its place is up front
@@ -348,6 +366,8 @@ class _Reader:
                     negated = True
                 i += 1
                 continue
+            if token.startswith("--") and swallow is None:
+                token = self._full_name(token)
             flag = _BASE.get(token)
             if flag is not None:
                 i = self._base(flag, negated, i)
@@ -375,6 +395,39 @@ class _Reader:
         if negated:
             raise _Malformed
         return self._result()
+
+    def _full_name(self, token: str) -> str:
+        """The option ``token`` abbreviates: getopt_long takes any unambiguous
+        prefix of a long option (``--proto`` is ``--protocol``). Ambiguous or
+        unknown prefixes stay as they are, to be kept as text."""
+        if "=" in token or token in _GETOPT_BASE or self._knows(token):
+            return token
+        meanings: dict[object, str] = {}
+        for name, meaning in _GETOPT_BASE.items():
+            if name.startswith(token):
+                meanings.setdefault(meaning, name)
+        for ext in self._extensions():
+            for flag, option in ext.by_flag.items():
+                if flag.startswith(token):
+                    meanings.setdefault((ext.name, option.name), flag)
+        if len(meanings) != 1:
+            return token
+        return next(iter(meanings.values()))
+
+    def _extensions(self) -> list[Extension]:
+        loaded = [part.ext for part in self.loaded if part.ext is not None]
+        protocol = self.base.get("-p")
+        if protocol is not None and not protocol[0]:
+            try:
+                implicit = IMPLICIT.get((self.proto, normalize_protocol(protocol[1], self.proto)))
+            except Unsupported:
+                implicit = None
+            if implicit is not None:
+                loaded.append(implicit)
+        return loaded
+
+    def _knows(self, token: str) -> bool:
+        return any(token in ext.by_flag for ext in self._extensions())
 
     def _base(self, flag: str, negated: bool, i: int) -> int:
         if flag == "-f":
@@ -505,8 +558,15 @@ class _Reader:
             return None if value == "all" and not negated else value
         if flag == "-f" and self.proto is Protocol.IPV6:
             raise Unsupported(flag)
-        if flag in ("-i", "-o") and not 1 <= len(value) <= 15:
-            raise Unsupported(value)
+        if flag in ("-i", "-o"):
+            if value == "+":
+                # Any interface: iptables prints nothing for it (and, negated,
+                # the two backends print different things).
+                if negated:
+                    raise Unsupported(value)
+                return None
+            if not 1 <= len(value) <= 15:
+                raise Unsupported(value)
         return value
 
 
@@ -531,6 +591,8 @@ def _merged(matches: list[_Part]) -> list[_Part]:
             and part.ext.mergeable
             and part.exact
             and earlier.exact
+            and earlier.options
+            and part.options  # iptables-nft folds only matches that have options
             and not earlier.options.keys() & part.options.keys()
         ):
             earlier.options.update(part.options)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -228,7 +229,7 @@ NEAR_MISSES: dict[str, Callable[[Spec], Spec | None]] = {
 # -- loading the corpus ---------------------------------------------------------------------------
 
 
-def load(netns: str, backend: str, proto: int) -> list[object]:
+def load(netns: str, backend: str, proto: int) -> list[Any]:
     selected = [rule for rule in RULES if rule.proto == proto]
     program = f"{'iptables' if proto == 4 else 'ip6tables'}-{backend}"
     family = "inet" if proto == 4 else "inet6"
@@ -277,7 +278,7 @@ async def test_every_corpus_rule_is_found_however_spelled_and_near_misses_are_no
     for rule in selected:
         by_chain.setdefault((rule.table, rule.chain), set()).add(canonicalize(rule.tokens, family))
 
-    for rule in selected:  # type: ignore[attr-defined]
+    for rule in selected:
         where = f"line {rule.lineno} ({rule.source}): -t {rule.table} -A {rule.chain} {rule.spec}"
         if not await cache.exists(Rule(rule.table, rule.chain, rule.tokens, family)):
             listing = await cache.listing(family, rule.table, rule.chain)
