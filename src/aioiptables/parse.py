@@ -71,7 +71,9 @@ class ChainListing:
     def keys(self) -> tuple[RuleKey, ...]:
         """The :func:`rule_key` of every rule, in chain order (worked out on
         first use: a snapshot holds many chains nobody asks about)."""
-        return tuple(rule_key(spec, self.proto) for spec in self.specs)
+        proto = self.proto
+        # analyze() inlined: this runs once per rule of every table read.
+        return tuple((_by_groups(spec, proto) or _read(spec, proto)).tokens for spec in self.specs)
 
     @functools.cached_property
     def _key_set(self) -> frozenset[RuleKey]:
@@ -281,38 +283,41 @@ def _already_printed(group: tuple[str, ...], proto: Protocol) -> bool:
 
 def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     """The base options as iptables prints them (``-s A -d B -i I -p P``), read
-    without the full reader; None for anything else."""
+    without the full reader; None for anything else (implicit matches,
+    repeats, ``-f``), which the full reader then takes."""
     found: dict[str, tuple[str, ...]] = {}
     i, count = 0, len(group)
     while i < count:
-        negated = group[i] == "!"
-        flag = group[i + negated] if i + negated < count else ""
-        if flag not in _BASE_ONLY or flag in found or flag == "-f":
-            return None  # implicit matches, repeats, -f: the full reader knows best
-        value = group[i + negated + 1] if i + negated + 1 < count else None
-        if value is None:
+        flag = group[i]
+        negated = flag == "!"
+        if negated:
+            i += 1
+            flag = group[i] if i < count else ""
+        if i + 1 >= count or flag in found:
             return None
+        value = group[i + 1]
+        i += 2
         try:
-            if flag in ("-s", "-d"):
+            if flag == "-s" or flag == "-d":
                 if "," in value:
                     return None
                 value = normalize_address(value, proto)
-                if value.endswith("/0") and not negated:
-                    i += negated + 2
+                if not negated and value.endswith("/0"):
                     continue
             elif flag == "-p":
                 value = normalize_protocol(value, proto)
-                if value == "all" and not negated:
-                    i += negated + 2
+                if not negated and value == "all":
                     continue
-            elif value == "+" or not 1 <= len(value) <= 15:
+            elif flag == "-i" or flag == "-o":
+                if value == "+" or not 0 < len(value) <= 15:
+                    return None
+            else:
                 return None
         except Unsupported:
             return None
         found[flag] = ("!", flag, value) if negated else (flag, value)
-        i += negated + 2
-    if len(found) == 1:
-        return next(iter(found.values()))
+    if len(found) < 2:
+        return next(iter(found.values()), ())
     ordered: list[str] = []
     for flag in _BASE_ORDER:
         if flag in found:
@@ -650,7 +655,7 @@ class TableSnapshot:
             lines = self._lines.get(name)
             if lines is None:
                 return ChainListing(self.proto, self.table, name, exists=False)
-            specs = tuple(tuple(split_line(line)[2:]) for line in lines)
+            specs = tuple([tuple(split_line(line)[2:]) for line in lines])
             listing = self._listings[name] = ChainListing(self.proto, self.table, name, True, specs)
         return listing
 

@@ -65,7 +65,7 @@ def split_line(line: str) -> list[str]:
         return _split_slowly(line)
     if '"' not in line:
         # The common case. str.split() would also split at U+00A0 and the like.
-        return [token for token in line.split(" ") if token]
+        return list(filter(None, line.split(" ")))
     quotes = line.count('"')
     if quotes == 2 and "\\" not in line:
         return _split_one_quoted(line)
@@ -82,9 +82,9 @@ def _split_one_quoted(line: str) -> list[str]:
     inside, _, after = rest.partition('"')
     if (before and before[-1] != " ") or (after and after[0] != " "):
         return _split_at_quotes(line)  # glued to its neighbours
-    tokens = [token for token in before.split(" ") if token]
+    tokens = list(filter(None, before.split(" ")))
     tokens.append(inside)
-    tokens += [token for token in after.split(" ") if token]
+    tokens += filter(None, after.split(" "))
     return tokens
 
 
