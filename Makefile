@@ -29,8 +29,13 @@ lint: setup
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# Every benchmark, on real iptables (nft and legacy) in private namespaces;
+# results go to docs/benchmarks.md's figures (benchmarks/results.json, docs/benchmarks.png).
 bench: setup
-	unshare --net -- $(BIN)/python benchmarks/run.py
+	$(BIN)/pip install -q -e '.[test,bench]'
+	unshare --net -- $(BIN)/python benchmarks/cache.py
+	unshare --net -- $(BIN)/python benchmarks/parse.py
+	unshare --net -- $(BIN)/python benchmarks/reconcile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

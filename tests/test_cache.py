@@ -199,3 +199,38 @@ async def test_a_protocol_without_client_is_refused(world: World) -> None:
     cache = RuleCache(world.client(V4))
     with pytest.raises(ValueError, match="no client for"):
         await cache.exists(r("filter", "INPUT", "-j", "ACCEPT", proto=V6))
+
+
+async def test_a_snapshot_answers_every_chain_of_its_table_with_one_process(world: World) -> None:
+    for command in SEED_V4:
+        await world.iptables(V4, *command)
+    client = world.client(V4)
+    cache = RuleCache(client)
+    snapshots = []
+
+    async def snap() -> None:
+        snapshots.append(await cache.snapshot(V4, "filter"))
+
+    async def ask(item: Rule | Chain, expected: bool) -> None:
+        assert await cache.exists(item) is expected
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(snap)
+        await anyio.sleep(0)  # the first snapshot is in flight: listings wait for it
+        tg.start_soon(ask, r("filter", "X", *ACCEPT_10), True)
+        tg.start_soon(ask, r("filter", "INPUT", *DROP_11), True)
+        tg.start_soon(ask, r("filter", "MISSING", *DROP_11), False)
+    assert client.calls == 1
+    assert all(s is snapshots[0] for s in snapshots)
+    assert await cache.exists(c("filter", "X")) is True
+    assert await cache.exists(c("filter", "MISSING")) is False
+    assert client.calls == 1, "the snapshot knows the table's chains too"
+    assert (await cache.listing(V4, "filter", "X")).specs == (ACCEPT_10,)
+    assert await cache.exists(r("nat", "N", "-j", "ACCEPT")) is False
+    assert client.calls == 2, "another table is listed apart"
+    cache.invalidate("filter", "X")
+    assert await cache.exists(r("filter", "INPUT", *DROP_11)) is True
+    assert client.calls == 2, "what was read of other chains is kept"
+    assert await cache.exists(r("filter", "X", *ACCEPT_10)) is True
+    assert client.calls == 3, "the forgotten chain is read again, and not from the old snapshot"

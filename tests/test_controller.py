@@ -431,3 +431,27 @@ async def test_repair_rewrites_only_the_broken_chain(world: World, proto: Protoc
     assert [line.split(" ", 2)[2] for line in await world.rules(proto, "filter", "A")] == [
         join_tokens(canonicalize(r.spec, proto)) for r in a
     ]
+
+
+SMUGGLERS = [
+    'a" -j ACCEPT "b',
+    'x\\" -A INPUT -j DROP',
+    "# not a comment line",
+    "COMMIT",
+    "two  spaces  ",
+    "'single' and \"double\" and \\back\\slash",
+]
+
+
+@pytest.mark.parametrize(
+    "comment", SMUGGLERS, ids=["quotes", "escaped quote", "hash", "COMMIT", "spaces", "all quotes"]
+)
+async def test_no_token_can_break_the_restore_payload(world: World, proto: Protocol, comment: str) -> None:
+    rule = Rule("filter", "INPUT", ("-m", "comment", "--comment", comment, "-j", "ACCEPT"), proto)
+    controller = controller_for(world, proto)
+    await controller.set(RuleSet(append=[rule]))
+    lines = await world.rules(proto, "filter", "INPUT")
+    assert len(lines) == 1, "one rule, nothing smuggled in"
+    assert split_line(lines[0])[2:] == list(canonicalize(rule.spec, proto))
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0, "and it is found again"

@@ -168,6 +168,11 @@ class Client:
 
         False only when iptables says the rule, chain or target does not
         exist; a busy lock or any other failure raises.
+
+        ``-C`` is iptables' own comparison, and it has bugs: ip6tables-legacy
+        1.8.9 ignores match and target option values (``--dport 81`` "exists"
+        when only 80 is in the chain). :class:`RuleCache` compares canonical
+        forms instead, and lists each chain once.
         """
         try:
             await self._command(table, "-C", validate_chain_name(chain), *validate_spec(spec))

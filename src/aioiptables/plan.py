@@ -134,13 +134,22 @@ def _in_order(wanted: Sequence[RuleKey], keys: Sequence[RuleKey]) -> list[int]:
     return found
 
 
-def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
-    wanted = [key(r) for r in rules]
+def _clear_from_broken(work: _Work, wanted: Sequence[RuleKey]) -> int | None:
+    """Delete the first wanted rule that is missing or out of place and every
+    wanted rule after it; return its index (None when all are in place)."""
     broken = len(_in_order(wanted, work.keys))
     if broken == len(wanted):
-        return
+        return None
     for stale in wanted[broken:]:
         work.delete_all(stale)
+    return broken
+
+
+def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
+    wanted = [key(r) for r in rules]
+    broken = _clear_from_broken(work, wanted)
+    if broken is None:
+        return
     # Deleting may have shifted the rules that stay: find them again.
     kept = _in_order(wanted[:broken], work.keys)
     position = kept[-1] + 2 if kept else 1
@@ -150,11 +159,9 @@ def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None
 
 def _keep_appends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
     wanted = [key(r) for r in rules]
-    broken = len(_in_order(wanted, work.keys))
-    if broken == len(wanted):
+    broken = _clear_from_broken(work, wanted)
+    if broken is None:
         return
-    for stale in wanted[broken:]:
-        work.delete_all(stale)
     for wanted_key, rule in zip(wanted[broken:], rules[broken:], strict=True):
         work.append(wanted_key, rule.spec)
 

@@ -127,3 +127,22 @@ async def test_hung_iptables_is_killed_at_timeout(tmp_path: Path, netns: str, ba
     assert running(marker) == []
     # The next call runs the real iptables and succeeds.
     assert await client.list("filter", "INPUT") == ["-P INPUT ACCEPT"]
+
+
+async def test_a_held_lock_is_retried_then_raised_never_read_as_missing(
+    tmp_path: Path, netns: str, backend: str
+) -> None:
+    path = tmp_path / "iptables"
+    path.write_text(
+        "#!/bin/sh\necho 'Another app is currently holding the xtables lock. Stopped waiting after 5s.' >&2\nexit 4\n"
+    )
+    path.chmod(0o755)
+    binaries = Binaries(str(path), f"iptables-{backend}-save", f"iptables-{backend}-restore")
+    client = Client(V4, backend=backend, netns=netns, binaries=binaries, retries=2)  # type: ignore[arg-type]
+    with pytest.raises(IPTablesError) as caught:
+        await client.exists("filter", "INPUT", *RULE.spec)
+    assert caught.value.exit_status == 4
+    assert caught.value.is_resource_problem and not caught.value.is_not_exist
+    assert client.calls == 3, "tried, then retried twice with a backoff"
+    with pytest.raises(IPTablesError):
+        await RuleCache(client).exists(RULE)
