@@ -6,6 +6,8 @@ and IPv6, under asyncio and trio.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from aioiptables import Binaries, Client, InvalidRuleError, IPTablesError, IPTablesNotFoundError, Protocol
@@ -194,3 +196,28 @@ def test_backend_is_known_without_a_process(backend_name: str) -> None:
 def test_unknown_backend_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="backend"):
         Client(backend=bad)  # type: ignore[arg-type]
+
+
+async def test_legacy_tables_beside_nft_ones_are_warned_about_once(
+    netns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import subprocess
+
+    subprocess.run(["nsenter", f"--net=/run/netns/{netns}", "--", "iptables-legacy", "-N", "OLD"], check=True)
+    client = Client(backend="nft", netns=netns)
+    with caplog.at_level(logging.WARNING, logger="aioiptables"):
+        await client.list("filter", "INPUT")
+        await client.list("filter", "INPUT")
+    warnings = [r for r in caplog.records if "legacy tables are present" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_save_refuses_a_table_it_cannot_represent(tmp_path: Path) -> None:
+    script = tmp_path / "iptables-save"
+    script.write_text("#!/bin/sh\necho \"# Table \\`filter' is incompatible, use 'nft' tool.\"\nexit 0\n")
+    script.chmod(0o755)
+    client = Client(binaries=Binaries("/nonexistent/iptables", str(script), "/nonexistent/restore"))
+    with pytest.raises(IPTablesError, match="incompatible") as caught:
+        await client.save("filter")
+    assert not caught.value.is_not_exist

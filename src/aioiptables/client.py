@@ -129,6 +129,7 @@ class Client:
         )
         self.runner = runner or ProcessRunner(netns=netns, max_concurrency=max_concurrency)
         self.calls = 0
+        self._warned_backend = False
 
     def __repr__(self) -> str:
         where = f", netns={self.netns!r}" if self.netns else ""
@@ -141,6 +142,7 @@ class Client:
         for attempt in range(self.retries + 1):
             self.calls += 1
             done = await self.runner.run(argv, input=input, timeout=self.timeout)
+            self._notice_other_backend(done.stderr)
             if done.exit_status == 0:
                 return done
             error = IPTablesError(done.argv, done.exit_status, done.stderr)
@@ -149,6 +151,19 @@ class Client:
             logger.info("%s; retrying", error, extra={"argv": done.argv, "attempt": attempt + 1})
             await anyio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _notice_other_backend(self, stderr: str) -> None:
+        # iptables-nft says so when legacy tables hold rules too: rules this
+        # client neither sees nor manages, which usually means two tools on
+        # the node disagree on the backend (kube-proxy warns the same way).
+        if self._warned_backend or "iptables-legacy tables present" not in stderr:
+            return
+        self._warned_backend = True
+        logger.warning(
+            "iptables-legacy tables are present while this client uses the nft backend: "
+            "rules there are invisible to it; pass backend='legacy' if they are yours",
+            extra={"backend": self.backend, "netns": self.netns},
+        )
 
     def _wait_args(self) -> list[str]:
         if not self.wait:

@@ -26,7 +26,7 @@ _NOT_EXIST_MARKERS = (
     "does not exist",
     "No chain/target/match by that name",
     "does a matching rule exist in that chain",
-    "is incompatible, use 'nft' tool",
+    "' is incompatible, use 'nft' tool",  # "chain `X' in table `T' is incompatible"
     "Incompatible with this kernel",
     "Couldn't load target",
 )
@@ -62,8 +62,10 @@ class IPTablesError(Exception):
         Exit status 4 (lock held, resource problem) is never "not exist", so a
         busy system is not mistaken for a missing rule.
         """
-        if self.exit_status == RESOURCE_EXIT_STATUS:
-            return False
+        if self.exit_status in (0, RESOURCE_EXIT_STATUS):
+            return False  # 0: output we refused although iptables did not fail
+        if "Table `" in self.stderr:
+            return False  # a whole table iptables cannot show: not a missing chain
         return any(marker in self.stderr for marker in _NOT_EXIST_MARKERS)
 
     @property
