@@ -455,3 +455,114 @@ async def test_no_token_can_break_the_restore_payload(world: World, proto: Proto
     assert split_line(lines[0])[2:] == list(canonicalize(rule.spec, proto))
     await controller.reconcile()
     assert controller.last_stats["writes"] == 0, "and it is found again"
+
+
+# -- ownership across restarts ------------------------------------------------------------------
+
+
+def owned(proto: Protocol, *ports: int, chain: str = "OWNED") -> RuleSet:
+    net = subnet(proto)
+    return RuleSet(
+        append=[
+            Chain("filter", chain, proto),
+            *(
+                Rule("filter", chain, ("-s", net, "-p", "tcp", "--dport", str(p), "-j", "ACCEPT"), proto)
+                for p in ports
+            ),
+            Rule("filter", "FORWARD", ("-j", chain), proto),
+        ]
+    )
+
+
+async def test_a_restarted_owner_removes_what_its_earlier_run_left_behind(
+    world: World, proto: Protocol
+) -> None:
+    earlier = controller_for(world, proto, owner="kilo")
+    await earlier.set(RuleSet(append=[*owned(proto, 1, 2).append, *owned(proto, 7, chain="GONE").append]))
+    # Someone else's rules: an identical rule without our tag, and another owner's.
+    net = subnet(proto)
+    foreign = ("-s", net, "-p", "tcp", "--dport", "1", "-j", "ACCEPT")
+    await world.iptables(proto, "-t", "filter", "-A", "FORWARD", *foreign)
+    other = controller_for(world, proto, owner="other")
+    await other.set(RuleSet(append=[Rule("filter", "INPUT", ("-s", net, "-j", "DROP"), proto)]))
+    before_foreign = await world.rules(proto, "filter", "INPUT")
+
+    # A new process of the same owner, with a smaller rule set: it never saw GONE.
+    restarted = controller_for(world, proto, owner="kilo")
+    await restarted.set(owned(proto, 2))
+    listing = " ".join(await world.snapshot(proto))
+    assert "GONE" not in listing, "a chain of the earlier run is deleted"
+    assert "--dport 1 -m comment" not in listing, "a tagged rule no longer wanted is deleted"
+    assert await world.rules(proto, "filter", "INPUT") == before_foreign, "another owner's rules stay"
+    forward = await world.rules(proto, "filter", "FORWARD")
+    assert any("--dport 1" in line and "aioiptables" not in line for line in forward), "untagged rules stay"
+    await restarted.reconcile()
+    assert restarted.last_stats["writes"] == 0
+
+
+async def test_without_an_owner_rules_are_written_exactly_as_given(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(owned(proto, 1))
+    assert "aioiptables" not in " ".join(await world.snapshot(proto))
+    assert controller.calls == 1 + 1, "one read, one write: no scan for leftovers"
+
+
+async def test_an_owner_costs_one_scan_of_every_table_once(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto, owner="kilo")
+    await controller.set(owned(proto, 1, 2))
+    # 4 tables read once (filter's snapshot serves the plan too), 1 write.
+    assert controller.calls == 4 + 1
+    before = controller.calls
+    await controller.reconcile()
+    assert controller.calls - before == 1, "then reads as usual: one snapshot of filter"
+    await controller.cleanup()
+    assert "aioiptables" not in " ".join(await world.snapshot(proto))
+
+
+# -- canaries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reload",
+    [
+        [("-t", "filter", "-F")],
+        [("-t", "filter", "-F"), ("-t", "filter", "-X")],
+        [("-t", "nat", "-F"), ("-t", "nat", "-X")],
+    ],
+    ids=["iptables -F", "a reload: -F and -X", "the other table reloaded"],
+)
+async def test_a_canary_brings_repairs_within_a_second(
+    world: World, proto: Protocol, reload: list[tuple[str, ...]]
+) -> None:
+    controller = controller_for(world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.1)
+    await controller.set(kilo(proto))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(controller.run)
+        await anyio.sleep(0.05)
+        for command in reload:
+            await world.iptables(proto, *command)
+        with anyio.fail_after(2):  # the resync is 60 s: only the canary can explain a repair
+            while True:
+                try:
+                    await assert_in_place(world, proto)
+                    break
+                except AssertionError:
+                    await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert controller.canary_trips >= 1
+    await controller.cleanup()
+    assert "AIOIPT-CANARY" not in " ".join(await world.snapshot(proto))
+
+
+async def test_a_quiet_canary_costs_one_process_per_table_per_poll(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.1)
+    await controller.set(kilo(proto))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(controller.run)
+        await anyio.sleep(0.05)  # the first reconcile is done
+        before = controller.calls
+        await anyio.sleep(0.55)  # about 5 polls, nothing changes
+        spent = controller.calls - before
+        tg.cancel_scope.cancel()
+    assert controller.canary_trips == 0
+    assert spent % 2 == 0 and 2 <= spent <= 14, f"{spent} processes: 2 tables per poll"

@@ -19,14 +19,16 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .cache import RuleCache
 from .client import BackendName, Client
-from .errors import InvalidRuleError
-from .model import Item, Protocol, Rule, RuleSet
+from .errors import InvalidRuleError, IPTablesError
+from .model import Item, Protocol, Rule, RuleSet, validate_chain_name, validate_spec
 from .parse import ChainListing, RuleKey, analyze, parse_listing, rule_key
-from .plan import ChainKey, TablePlan, chains_to_read, plan
+from .plan import ChainKey, TablePlan, chains_to_read, decorate, leftovers, owner_tag, plan
 
 __all__ = ["Controller", "ipv6_enabled"]
 
 _ERROR_BUFFER = 64
+# Where leftovers of an earlier run are looked for.
+_SCANNED_TABLES = ("filter", "nat", "mangle", "raw")
 
 
 def ipv6_enabled() -> bool:
@@ -63,6 +65,17 @@ class Controller:
             reconcile needs at least this many of its chains (0: never; then
             one ``iptables -S CHAIN`` per chain, as Kilo does). See
             docs/benchmarks.md for the measurements behind the default.
+        owner: opt in to ownership across restarts: every rule written
+            carries the comment ``aioiptables:OWNER`` and every chain a
+            marker rule, and the first reconcile reads every table once and
+            removes what an earlier run of the same owner left behind. Without
+            it, rules are written exactly as given.
+        canary: the name of a canary chain to keep in every table the rule
+            set uses; :meth:`run` then lists it every ``canary_interval``
+            seconds (one process per table per poll) and reconciles at once
+            when it is gone or emptied, so a firewall reload or an
+            ``iptables -F`` is repaired within about a second instead of at
+            the next resync.
     """
 
     def __init__(
@@ -75,6 +88,9 @@ class Controller:
         backend: BackendName = "auto",
         netns: str | None = None,
         snapshot_from: int = 2,
+        owner: str | None = None,
+        canary: str | None = None,
+        canary_interval: float = 1.0,
     ) -> None:
         if v4 is None and v6 is None:
             v4 = Client(Protocol.IPV4, backend=backend, netns=netns)
@@ -88,6 +104,17 @@ class Controller:
                 self._clients[proto] = client
         self.resync = resync
         self.snapshot_from = snapshot_from
+        if owner is not None:
+            validate_spec(["--comment", owner_tag(owner)])
+        if canary is not None:
+            validate_chain_name(canary)
+        self.owner = owner
+        self.canary = canary
+        self.canary_interval = canary_interval
+        #: How often a canary was found gone or emptied.
+        self.canary_trips = 0
+        self._adopted = owner is None  # leftovers of earlier runs looked for yet?
+        self._wake: anyio.Event | None = None
         self.logger = logger or logging.getLogger("aioiptables")
         self._ruleset = RuleSet()
         self._retired: dict[Item, None] = {}  # ordered set of what to remove
@@ -135,13 +162,15 @@ class Controller:
             if item.proto not in self._clients:
                 raise InvalidRuleError("item", str(item), f"this controller has no {item.proto.value} client")
         async with self._lock:
-            kept = set(ruleset)
-            for item in self._ruleset:
+            before = self._desired()
+            self._ruleset = ruleset
+            after = self._desired()
+            kept = set(after)
+            for item in before:
                 if item not in kept:
                     self._retired[item] = None
             for item in kept:
                 self._retired.pop(item, None)
-            self._ruleset = ruleset
             self._forget_unwanted()
             await self._reconcile()
 
@@ -154,34 +183,71 @@ class Controller:
     async def cleanup(self) -> None:
         """Delete every rule and chain this controller keeps, and forget them."""
         async with self._lock:
-            for item in self._ruleset:
+            for item in self._desired():
                 self._retired[item] = None
             self._ruleset = RuleSet()
             await self._reconcile()
 
+    def _desired(self) -> RuleSet:
+        """The rule set as written: with owner tags and canaries if asked for."""
+        return decorate(self._ruleset, owner=self.owner, canary=self.canary)
+
     async def run(self) -> None:
-        """Reconcile now and every ``resync`` seconds, until cancelled.
+        """Reconcile now and every ``resync`` seconds, until cancelled; with a
+        canary, also as soon as a canary is found gone or emptied.
 
         A failing reconcile is logged and sent on :attr:`errors` (dropped if
         nobody reads and the buffer is full); the loop goes on.
         """
-        while True:
-            try:
-                await self.reconcile()
-            except Exception as exc:
-                self.logger.warning("reconcile failed: %s", exc, extra={"error": exc})
+        async with anyio.create_task_group() as tg:
+            if self.canary is not None:
+                tg.start_soon(self._watch_canaries)
+            while True:
+                self._wake = anyio.Event()
                 try:
-                    self._errors_in.send_nowait(exc)
-                except anyio.WouldBlock:
-                    self.logger.debug("errors stream full; dropped %r", exc)
-            await anyio.sleep(self.resync)
+                    await self.reconcile()
+                except Exception as exc:
+                    self.logger.warning("reconcile failed: %s", exc, extra={"error": exc})
+                    try:
+                        self._errors_in.send_nowait(exc)
+                    except anyio.WouldBlock:
+                        self.logger.debug("errors stream full; dropped %r", exc)
+                with anyio.move_on_after(self.resync):
+                    await self._wake.wait()
+
+    async def _watch_canaries(self) -> None:
+        """List each table's canary chain every ``canary_interval`` seconds
+        (one process each) and wake the run loop when one is gone or empty."""
+        assert self.canary is not None
+        while True:
+            await anyio.sleep(self.canary_interval)
+            for proto, table in sorted(
+                {(i.proto, i.table) for i in self._ruleset}, key=lambda t: (t[0].value, t[1])
+            ):
+                try:
+                    lines = await self._clients[proto].list(table, self.canary)
+                except IPTablesError as exc:
+                    if not exc.is_not_exist:
+                        self.logger.warning("canary check failed: %s", exc)
+                        continue
+                    lines = []
+                if not any(line.startswith("-A ") for line in lines):
+                    self.canary_trips += 1
+                    self.logger.info("canary in %s %s is gone: reconciling now", proto.value, table)
+                    if self._wake is not None:
+                        self._wake.set()
+                    break
 
     async def _reconcile(self) -> None:
         started = time.monotonic()
         calls_before = self.calls
+        desired = self._desired()
+        cache = RuleCache(*self._clients.values())
+        if not self._adopted:
+            await self._adopt_leftovers(cache, desired)
         retired = list(self._retired)
-        observed = await self._read(chains_to_read(self._ruleset, retired))
-        plans = plan(self._ruleset, observed, retired, key=self._key)
+        observed = await self._read(cache, chains_to_read(desired, retired))
+        plans = plan(desired, observed, retired, key=self._key)
         self.state = dict(observed)
         for table_plan in plans:
             await self._write(table_plan)
@@ -189,6 +255,7 @@ class Controller:
             for chain, listing in table_plan.after.items():
                 self.state[(table_plan.proto, table_plan.table, chain)] = listing
         self._retired.clear()
+        self._adopted = True
         self.last_stats = {
             "processes": self.calls - calls_before,
             "writes": len(plans),
@@ -197,11 +264,24 @@ class Controller:
         }
         self.logger.debug("reconciled", extra=dict(self.last_stats))
 
-    async def _read(self, keys: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
+    async def _adopt_leftovers(self, cache: RuleCache, desired: RuleSet) -> None:
+        """Read every table once and retire what an earlier run of the same
+        owner left behind (first reconcile only, with ``owner``)."""
+        assert self.owner is not None
+        snapshots = []
+        for proto in self._clients:
+            for table in _SCANNED_TABLES:
+                try:
+                    snapshots.append(await cache.snapshot(proto, table))
+                except IPTablesError as exc:
+                    self.logger.debug("cannot read %s %s for leftovers: %s", proto.value, table, exc)
+        for item in leftovers(snapshots, desired, self.owner):
+            self._retired.setdefault(item, None)
+
+    async def _read(self, cache: RuleCache, keys: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
         """Every chain the plan needs, as few processes as the policy allows:
         one iptables-save for a table where several chains are read, one
         ``-S CHAIN`` where only one is; all at once."""
-        cache = RuleCache(*self._clients.values())
         by_table: dict[tuple[Protocol, str], list[ChainKey]] = {}
         for key in sorted(keys, key=lambda k: (k[0].value, k[1], k[2])):
             by_table.setdefault((key[0], key[1]), []).append(key)

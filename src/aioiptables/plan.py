@@ -20,15 +20,29 @@ The ordering rules:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .model import Chain, Protocol, Rule, RuleSet
-from .parse import ChainListing, RuleKey, rule_key
+from .parse import ChainListing, RuleKey, TableSnapshot, rule_key
 from .syntax import join_tokens
 
-__all__ = ["Op", "TablePlan", "plan", "chains_to_read", "default_key", "ChainKey", "KeyFunction"]
+__all__ = [
+    "Op",
+    "TablePlan",
+    "plan",
+    "chains_to_read",
+    "default_key",
+    "decorate",
+    "leftovers",
+    "owner_tag",
+    "chain_tag",
+    "CANARY_COMMENT",
+    "ChainKey",
+    "KeyFunction",
+]
 
 ChainKey = tuple[Protocol, str, str]
 TableKey = tuple[Protocol, str]
@@ -265,3 +279,76 @@ def _by_chain(rules: Iterable[Rule]) -> dict[ChainKey, list[Rule]]:
     for rule in rules:
         grouped.setdefault((rule.proto, rule.table, rule.chain), []).append(rule)
     return grouped
+
+
+# -- ownership tags and canaries -----------------------------------------------------------------
+
+#: The comment of the rule a canary chain holds.
+CANARY_COMMENT = "aioiptables:canary"
+
+
+def owner_tag(owner: str) -> str:
+    """The comment every rule of ``owner`` carries."""
+    return f"aioiptables:{owner}"
+
+
+def chain_tag(owner: str) -> str:
+    """The comment of the rule that marks a chain as ``owner``'s."""
+    return f"aioiptables:{owner}:chain"
+
+
+def _comment(text: str) -> tuple[str, ...]:
+    return ("-m", "comment", "--comment", text)
+
+
+def decorate(ruleset: RuleSet, *, owner: str | None = None, canary: str | None = None) -> RuleSet:
+    """The rule set as it is written: with ``owner``, every rule gains an
+    owner comment and every user chain a marker rule at its top (a rule with
+    no target does nothing); with ``canary``, every table used gains a chain of
+    that name holding one marker rule. With neither, the rule set as given.
+    """
+    if owner is None and canary is None:
+        return ruleset
+    append: list[Rule | Chain] = []
+    prepend: list[Rule] = []
+    tag = _comment(owner_tag(owner)) if owner else ()
+    for item in ruleset.append:
+        if isinstance(item, Chain):
+            append.append(item)
+            if owner and not item.builtin:
+                prepend.append(Rule(item.table, item.name, _comment(chain_tag(owner)), item.proto))
+        else:
+            append.append(Rule(item.table, item.chain, (*item.spec, *tag), item.proto))
+    prepend += [Rule(r.table, r.chain, (*r.spec, *tag), r.proto) for r in ruleset.prepend]
+    if canary:
+        tables = sorted({(item.proto, item.table) for item in ruleset}, key=lambda t: (t[0].value, t[1]))
+        for proto, table in tables:
+            append += [Chain(table, canary, proto), Rule(table, canary, _comment(CANARY_COMMENT), proto)]
+    return RuleSet(append=append, prepend=prepend)
+
+
+def leftovers(tables: Iterable[TableSnapshot], desired: RuleSet, owner: str) -> list[Rule | Chain]:
+    """What an earlier run of ``owner`` left behind and ``desired`` (decorated)
+    no longer holds: its tagged rules, and the chains it marked."""
+    tag = owner_tag(owner)
+    marker = rule_key(_comment(chain_tag(owner)))
+    wanted_rules = {
+        (r.proto, r.table, r.chain, rule_key(r.spec, r.proto)) for r in desired if isinstance(r, Rule)
+    }
+    wanted_chains = {(c.proto, c.table, c.name) for c in desired if isinstance(c, Chain)}
+    found: list[Rule | Chain] = []
+    for snapshot in tables:
+        proto, table = snapshot.proto, snapshot.table
+        for name in snapshot.names:
+            listing = snapshot.chain(name)
+            if marker in listing.keys and (proto, table, name) not in wanted_chains:
+                found.append(Chain(table, name, proto))  # its rules go with it
+                continue
+            for spec, key in zip(listing.specs, listing.keys, strict=True):
+                if _carries(key, tag) and (proto, table, name, key) not in wanted_rules:
+                    found.append(Rule(table, name, spec, proto))
+    return found
+
+
+def _carries(key: RuleKey, comment: str) -> bool:
+    return any(a == "--comment" and b == comment for a, b in itertools.pairwise(key))
