@@ -541,7 +541,7 @@ async def test_a_canary_brings_repairs_within_a_second(
         await anyio.sleep(0.05)
         for command in reload:
             await world.iptables(proto, *command)
-        with anyio.fail_after(2):  # the resync is 60 s: only the canary can explain a repair
+        with anyio.fail_after(5):  # the resync is 60 s: only the canary can explain a repair
             while True:
                 try:
                     await assert_in_place(world, proto)
@@ -566,3 +566,19 @@ async def test_a_quiet_canary_costs_one_process_per_table_per_poll(world: World,
         tg.cancel_scope.cancel()
     assert controller.canary_trips == 0
     assert spent % 2 == 0 and 2 <= spent <= 14, f"{spent} processes: 2 tables per poll"
+
+
+async def test_listeners_hear_of_every_reconcile_and_its_error(world: World) -> None:
+    heard: list[tuple[float, Exception | None, float]] = []
+    controller = controller_for(world, Protocol.IPV4)
+    controller.listeners.append(
+        lambda c, seconds, error: heard.append((seconds, error, c.last_stats.get("writes", -1)))
+    )
+    controller.listeners.append(lambda c, seconds, error: 1 / 0)  # a broken listener changes nothing
+    await controller.set(kilo(Protocol.IPV4))
+    await controller.reconcile()
+    with pytest.raises(IPTablesError):
+        await controller.set(RuleSet(append=[Rule.ipv4("filter", "NOPE", "-j", "ACCEPT")]))
+    assert [(error is None, writes) for _, error, writes in heard[:2]] == [(True, 2), (True, 0)]
+    assert isinstance(heard[2][1], IPTablesError)
+    assert all(seconds >= 0 for seconds, _, _ in heard)

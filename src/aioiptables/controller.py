@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -130,6 +130,10 @@ class Controller:
         #: Every chain the last reconcile touched, as it reads after that
         #: reconcile's writes (known from the plan, not listed again).
         self.state: dict[ChainKey, ChainListing] = {}
+        #: Called after every reconcile (through reconcile() or run()) with
+        #: the controller, the seconds it took and the error it raised (or
+        #: None); ``last_stats`` then describes it. For metrics and the like.
+        self.listeners: list[Callable[[Controller, float, Exception | None], None]] = []
 
     @property
     def clients(self) -> tuple[Client, ...]:
@@ -175,10 +179,17 @@ class Controller:
             await self._reconcile()
 
     async def reconcile(self) -> None:
-        """Check every rule (one listing per chain) and repair what is missing
-        or out of order, one atomic write per table that needs one."""
+        """Check every rule (one read per table, or per chain) and repair what
+        is missing or out of order, one atomic write per table that needs one."""
         async with self._lock:
             await self._reconcile()
+
+    def _tell(self, seconds: float, error: Exception | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(self, seconds, error)
+            except Exception:  # a broken listener must not break the loop
+                self.logger.exception("reconcile listener failed")
 
     async def cleanup(self) -> None:
         """Delete every rule and chain this controller keeps, and forget them."""
@@ -239,6 +250,15 @@ class Controller:
                     break
 
     async def _reconcile(self) -> None:
+        started = time.monotonic()
+        try:
+            await self._reconcile_once()
+        except Exception as exc:
+            self._tell(time.monotonic() - started, exc)
+            raise
+        self._tell(time.monotonic() - started, None)
+
+    async def _reconcile_once(self) -> None:
         started = time.monotonic()
         calls_before = self.calls
         desired = self._desired()
