@@ -37,5 +37,11 @@ bench: setup
 	unshare --net -- $(BIN)/python benchmarks/parse.py
 	unshare --net -- $(BIN)/python benchmarks/reconcile.py
 
+# The API reference, generated from the docstrings (README.md is the home page).
+docs: setup
+	$(BIN)/pip install -q -e '.[test,docs]'
+	sed 's#](docs/#](#g' README.md > docs/index.md
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -56,11 +56,14 @@ class Controller:
             tg.start_soon(controller.run)
 
     Args:
-        v4, v6: the clients for each protocol. With neither given, the
-            controller makes real ones (``backend`` and ``netns`` are passed
-            on), and no IPv6 client when the kernel has IPv6 disabled.
+        v4: the IPv4 client. With neither client given, the controller
+            makes real ones (``backend`` and ``netns`` are passed on), and no
+            IPv6 client when the kernel has IPv6 disabled.
+        v6: the IPv6 client.
         resync: seconds between reconciles in :meth:`run`.
         logger: where to log (default: the ``aioiptables`` logger).
+        backend: the backend of the clients made when none are given.
+        netns: the network namespace of the clients made when none are given.
         snapshot_from: read a table with one ``iptables-save`` when a
             reconcile needs at least this many of its chains (0: never; then
             one ``iptables -S CHAIN`` per chain, as Kilo does). See
@@ -76,6 +79,7 @@ class Controller:
             when it is gone or emptied, so a firewall reload or an
             ``iptables -F`` is repaired within about a second instead of at
             the next resync.
+        canary_interval: seconds between two looks at the canaries.
     """
 
     def __init__(
