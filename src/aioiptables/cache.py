@@ -36,11 +36,17 @@ class ListingClient(TypingProtocol):
 
     proto: Protocol
 
-    async def list(self, table: str, chain: str) -> builtins.list[str]: ...
+    async def list(self, table: str, chain: str) -> builtins.list[str]:
+        """The ``-S`` lines of one chain."""
+        ...
 
-    async def list_chains(self, table: str) -> builtins.list[str]: ...
+    async def list_chains(self, table: str) -> builtins.list[str]:
+        """The names of a table's chains."""
+        ...
 
-    async def save(self, table: str) -> str: ...
+    async def save(self, table: str) -> str:
+        """The iptables-save text of one table."""
+        ...
 
 
 class RuleCache:

@@ -122,6 +122,7 @@ class FakeRunner(Runner):
     async def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
     ) -> Completed:
+        """Answer ``argv`` from the in-memory tables, as iptables would."""
         self.calls += 1
         program = os.path.basename(argv[0])
         proto = Protocol.IPV6 if program.startswith("ip6") else Protocol.IPV4
