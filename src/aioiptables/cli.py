@@ -1,9 +1,19 @@
 """The ``aioiptables`` command line.
 
 One function per subcommand (``cmd_<name>``), each taking the parsed
-arguments and returning the exit status. Only ``demo`` exists so far::
+arguments and returning the exit status::
 
-    aioiptables demo [--backend {auto,nft,legacy}] [-6] [--json] [--anyio-backend {asyncio,trio}]
+    aioiptables check RULE...   # is each rule in its chain, by meaning?
+    aioiptables canon RULE      # the canonical form of a rule (no process runs)
+    aioiptables diff FILE       # what apply would change
+    aioiptables apply FILE      # make the tables hold the rule set, one atomic write per table
+    aioiptables demo            # a Controller at work in a throwaway namespace
+
+``check``, ``canon``, ``diff`` and ``apply`` take ``--netns NAME|PATH``,
+``--backend {auto,nft,legacy}``, ``-6/--ipv6`` and ``--json``, and act on this
+process's own network namespace unless given ``--netns``. Their exit status:
+0 for yes/nothing to change, 1 for no/changes (check, diff), 2 for input they
+cannot use, 3 when an iptables process failed (or could not start).
 
 The demo never touches this machine's own tables: it creates a private network
 namespace, runs every iptables process inside it, and deletes it at the end,
@@ -13,34 +23,65 @@ whatever happens.
 from __future__ import annotations
 
 import argparse
+import builtins
 import dataclasses
 import json
+import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO, cast
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TextIO, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 import anyio
 
 from . import __version__
+from .cache import RuleCache
 from .client import BackendName, Client
 from .controller import Controller
-from .errors import IPTablesError
-from .model import Chain, Item, Protocol, Rule, RuleSet
-from .parse import parse_listing
+from .errors import InvalidRuleError, IPTablesError
+from .model import (
+    Chain,
+    Item,
+    Protocol,
+    Rule,
+    RuleSet,
+    is_builtin_chain,
+    validate_chain_name,
+    validate_spec,
+    validate_table,
+)
+from .parse import ChainListing, analyze, parse_listing, rule_key
+from .plan import TablePlan, chains_to_read, plan
 from .runner import netns_path
-from .syntax import join_tokens
+from .syntax import join_tokens, split_line
 
-if sys.version_info < (3, 11):  # pragma: no cover - anyio pulls in the backport there
-    from exceptiongroup import BaseExceptionGroup
-
-__all__ = ["main", "build_parser", "cmd_demo", "kilo_ruleset", "DEMO_NETNS_PREFIX"]
+__all__ = [
+    "main",
+    "build_parser",
+    "cmd_check",
+    "cmd_canon",
+    "cmd_diff",
+    "cmd_apply",
+    "cmd_demo",
+    "kilo_ruleset",
+    "read_rule",
+    "load_ruleset",
+    "RuleText",
+    "UsageError",
+    "DEMO_NETNS_PREFIX",
+    "EXIT_OK",
+    "EXIT_DIFFERS",
+    "EXIT_USAGE",
+    "EXIT_IPTABLES",
+]
 
 #: Every namespace the demo creates is named this followed by a random suffix.
 DEMO_NETNS_PREFIX = "aioiptables-demo-"
@@ -56,6 +97,9 @@ _TAMPER_WAIT = "5"
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        # Warnings (another backend's tables, retries) go to stderr, marked as ours.
+        logging.basicConfig(level=logging.WARNING, format="aioiptables: %(message)s")
     handler = cast("Callable[[argparse.Namespace], int]", args.handler)
     try:
         return handler(args)
@@ -71,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aioiptables",
         description="Keep iptables and ip6tables rules in a desired state.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_check_parser(commands)
+    _add_canon_parser(commands)
+    _add_diff_parser(commands)
+    _add_apply_parser(commands)
     _add_demo_parser(commands)
     return parser
 
@@ -103,6 +153,853 @@ def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="event loop to run on (default: asyncio)",
     )
     demo.set_defaults(handler=cmd_demo)
+
+
+# -- check, canon, diff, apply: exit statuses and help ------------------------------
+
+#: Exit status: yes (check), nothing to change (diff), done (apply, canon).
+EXIT_OK = 0
+#: Exit status: a rule is missing (check), something would change (diff).
+EXIT_DIFFERS = 1
+#: Exit status: input the command cannot use (a rule, a table, a file); nothing ran.
+EXIT_USAGE = 2
+#: Exit status: an iptables process failed or could not start (missing binary or namespace).
+EXIT_IPTABLES = 3
+
+_MAIN_EPILOG = """\
+exit status of check, canon, diff and apply:
+  0  yes: every rule found (check), nothing to change (diff), done (canon, apply)
+  1  no: a rule is missing (check), something would change (diff)
+  2  input the command cannot use: a rule, table, chain or file; nothing ran
+  3  an iptables process failed or could not start (missing binary or namespace)
+
+check, diff and apply act on this machine's own tables unless given --netns.
+"""
+
+_RULE_HELP = """\
+a rule is one argument, quoted for the shell, in iptables' own syntax:
+  [-t TABLE | TABLE] -A CHAIN SPEC...      (-I, -C and -D are read like -A)
+the table defaults to filter; inside the rule, quote a value holding blanks
+with double quotes, as iptables-save prints it:
+  '-t nat -A POSTROUTING -s 10.4.0.0/16 -m comment --comment "pod NAT" -j MASQUERADE'
+"""
+
+_CHECK_EPILOG = f"""\
+{_RULE_HELP}
+Rules are compared by meaning (canonical form), so '-p tcp --dport 80' is found
+as '-p tcp -m tcp --dport 80'. Each chain is listed once (one process), however
+many rules are checked in it; a missing chain holds no rules.
+
+exit status:
+  0  every rule was found
+  1  at least one rule was not found
+  2  a rule, table or chain cannot be read; nothing ran
+  3  an iptables process failed or could not start
+"""
+
+_CANON_EPILOG = f"""\
+{_RULE_HELP}
+The chain may be left out ('-p tcp --dport 80'). Prints the spec in canonical
+form: the same however the rule is spelled, and (for the extensions this
+library knows) what iptables -S prints. No process runs.
+
+exit status:
+  0  printed
+  2  the rule cannot be read
+"""
+
+_RULESET_HELP = """\
+rule set files:
+  TOML (FILE ends in .toml, or does not look like iptables-save output):
+
+    proto = "ipv4"     # optional: "ipv4", "ipv6" or "both", for every entry that
+                       # names none (default: ipv4, or ipv6 with -6)
+
+    [[chain]]          # a user chain: created when missing
+    table = "nat"
+    name = "KILO-NAT"
+
+    [[append]]         # kept in this order at the end of its chain
+    rule = "-t nat -A KILO-NAT -s 10.4.0.0/16 -j MASQUERADE"
+
+    [[append]]         # the same shape, as table, chain and spec
+    table = "nat"      # default: filter
+    chain = "POSTROUTING"
+    spec = ["-s", "10.4.0.0/16", "-j", "KILO-NAT"]   # or one string
+
+    [[prepend]]        # kept at the top of its chain, in this order
+    chain = "INPUT"
+    spec = "-i kilo0 -j ACCEPT"
+    proto = "both"     # one rule for iptables, one for ip6tables
+
+  iptables-save output (the first line that is not blank or a # comment starts
+  with *TABLE): each :CHAIN line of a user chain is a [[chain]], each -A line
+  an [[append]] rule and each -I line a [[prepend]] rule, in file order;
+  policies and counters are ignored. Its rules are IPv4, or IPv6 with -6.
+
+FILE - reads standard input. Rules already in the chains that the file does not
+name are left alone: the file says what must be there, in what order.
+"""
+
+_DIFF_EPILOG = f"""\
+{_RULESET_HELP}
+Reads every chain the file touches as apply would (one iptables-save per table
+where it needs two chains or more, one iptables -S CHAIN where it needs one)
+and prints the changes apply would make, as iptables-restore lines.
+
+exit status:
+  0  nothing to change
+  1  apply would change something
+  2  the file cannot be used; nothing ran
+  3  an iptables process failed or could not start
+"""
+
+_APPLY_EPILOG = f"""\
+{_RULESET_HELP}
+Writes each table's changes as one iptables-restore --noflush payload: a
+table's changes land whole or not at all. Applying the same file again
+changes nothing.
+
+exit status:
+  0  the tables hold the rule set (changed or not)
+  2  the file cannot be used; nothing ran
+  3  an iptables process failed or could not start; a table whose write
+     failed is unchanged
+"""
+
+
+def _add_common_options(parser: argparse.ArgumentParser, ipv6_help: str) -> None:
+    """The options every table command takes: where, which binaries, which family, what output."""
+    parser.add_argument(
+        "--netns",
+        metavar="NAME|PATH",
+        help="run iptables inside this network namespace: a name from 'ip netns' or a path "
+        "such as /proc/PID/ns/net (default: this machine's own tables)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "nft", "legacy"),
+        default="auto",
+        help="iptables binaries to use: the system's default, -nft or -legacy (default: auto)",
+    )
+    parser.add_argument("-6", "--ipv6", action="store_true", help=ipv6_help)
+    parser.add_argument("--json", action="store_true", help="print one JSON object, for scripts")
+
+
+def _command_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str, epilog: str
+) -> argparse.ArgumentParser:
+    """A subcommand's parser, its epilog printed as written."""
+    return commands.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_check_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = _command_parser(
+        commands, "check", "say whether each rule is in its chain, compared by meaning", _CHECK_EPILOG
+    )
+    check.add_argument("rules", nargs="+", metavar="RULE", help="a rule, as one argument (see below)")
+    _add_common_options(check, "the rules are IPv6 (ip6tables)")
+    check.set_defaults(handler=cmd_check)
+
+
+def _add_canon_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    canon = _command_parser(commands, "canon", "print the canonical form of a rule", _CANON_EPILOG)
+    canon.add_argument("rule", metavar="RULE", help="a rule, as one argument (see below)")
+    _add_common_options(canon, "the rule is IPv6 (ip6tables)")
+    canon.set_defaults(handler=cmd_canon)
+
+
+def _add_ruleset_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    epilog: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    parser = _command_parser(commands, name, help, epilog)
+    parser.add_argument("file", metavar="FILE", help="the rule set: TOML or iptables-save output (see below)")
+    parser.add_argument(
+        "--format",
+        choices=("auto", "toml", "save"),
+        default="auto",
+        help="how FILE is written (default: auto, from its name and first line)",
+    )
+    _add_common_options(
+        parser, "rules that name no protocol are IPv6 (an iptables-save FILE is ip6tables-save output)"
+    )
+    parser.set_defaults(handler=handler)
+
+
+def _add_diff_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_ruleset_parser(
+        commands,
+        "diff",
+        "show what apply would change to make the tables hold a rule set",
+        _DIFF_EPILOG,
+        cmd_diff,
+    )
+
+
+def _add_apply_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_ruleset_parser(
+        commands,
+        "apply",
+        "make the tables hold a rule set, one atomic write per table",
+        _APPLY_EPILOG,
+        cmd_apply,
+    )
+
+
+# -- reading rules ---------------------------------------------------------------------
+
+
+class UsageError(Exception):
+    """Input a command cannot use: a rule it cannot read, a rule set file
+    that is missing or malformed. Exit status 2; nothing has run."""
+
+
+_RULE_COMMANDS = {
+    "-A": "append", "--append": "append",
+    "-I": "insert", "--insert": "insert",
+    "-C": "check", "--check": "check",
+    "-D": "delete", "--delete": "delete",
+}  # fmt: skip
+_TABLE_OPTIONS = ("-t", "--table")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleText:
+    """One rule as written on the command line or in a file, checked but
+    not yet tied to a protocol.
+
+    >>> read_rule('-t nat -A POSTROUTING -s 10.4.0.0/16 -j MASQUERADE').spec
+    ('-s', '10.4.0.0/16', '-j', 'MASQUERADE')
+    """
+
+    text: str
+    table: str
+    #: None when the rule names no chain (``canon`` accepts a bare spec).
+    chain: str | None
+    spec: tuple[str, ...]
+
+    def rule(self, proto: Protocol) -> Rule:
+        """The rule for one protocol; refused when it names no chain."""
+        if self.chain is None:
+            raise InvalidRuleError(
+                "rule", self.text, "names no chain: write it as '[-t TABLE] -A CHAIN SPEC...'"
+            )
+        return Rule(self.table, self.chain, self.spec, proto)
+
+
+def _read_table(tokens: list[str], text: str) -> tuple[str | None, int]:
+    """The table a rule names up front (``nat ...``, ``-t nat ...``, ``--table=nat ...``),
+    and the index of the first token after it."""
+    if tokens and not tokens[0].startswith(("-", "!")):
+        return tokens[0], 1
+    table: str | None = None
+    i = 0
+    while i < len(tokens) and (tokens[i] in _TABLE_OPTIONS or tokens[i].startswith("--table=")):
+        if table is not None:
+            raise InvalidRuleError("rule", text, "names its table twice")
+        if tokens[i].startswith("--table="):
+            table, i = tokens[i].partition("=")[2], i + 1
+        elif i + 1 < len(tokens):
+            table, i = tokens[i + 1], i + 2
+        else:
+            raise InvalidRuleError("rule", text, f"{tokens[i]} needs a table name")
+    return table, i
+
+
+def _misplaced(spec: Sequence[str]) -> str | None:
+    """A table or command option inside the spec, where iptables would still
+    read it but this reader would take it for a match option; None if none.
+    A token right after a long option is its value (``--comment -t``), not an option."""
+    for before, token in zip(("", *spec), spec, strict=False):
+        is_option = token in _TABLE_OPTIONS or token in _RULE_COMMANDS or token.startswith("--table=")
+        if is_option and not before.startswith("--"):
+            return token
+    return None
+
+
+def read_rule(text: str) -> RuleText:
+    """Read one rule written ``[-t TABLE | TABLE] [-A CHAIN] SPEC...`` with
+    iptables' quoting (``-I CHAIN N``, ``-C`` and ``-D`` are read like ``-A``).
+    Raises :class:`InvalidRuleError` for anything it cannot use."""
+    tokens = split_line(text)
+    table, i = _read_table(tokens, text)
+    chain: str | None = None
+    command = _RULE_COMMANDS.get(tokens[i]) if i < len(tokens) else None
+    if command is not None:
+        if i + 1 >= len(tokens):
+            raise InvalidRuleError("rule", text, f"{tokens[i]} needs a chain name")
+        chain, i = tokens[i + 1], i + 2
+        if command == "insert" and i < len(tokens) and tokens[i].isdigit():
+            i += 1  # the position: check asks whether the rule is anywhere in the chain
+    spec = validate_spec(tokens[i:])
+    stray = _misplaced(spec)
+    if stray is not None:
+        raise InvalidRuleError(
+            "rule", text, f"{stray} must come before the spec: '[-t TABLE] -A CHAIN SPEC...'"
+        )
+    return RuleText(
+        text,
+        validate_table(table or "filter"),
+        None if chain is None else validate_chain_name(chain),
+        spec,
+    )
+
+
+# -- reading rule set files ----------------------------------------------------------
+
+_PROTOCOLS: dict[str, tuple[Protocol, ...]] = {
+    "ipv4": (Protocol.IPV4,),
+    "ipv6": (Protocol.IPV6,),
+    "both": (Protocol.IPV4, Protocol.IPV6),
+}
+_TOP_KEYS = ("proto", "chain", "append", "prepend")
+_CHAIN_KEYS = ("table", "name", "proto")
+_RULE_KEYS = ("rule", "table", "chain", "spec", "proto")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+# iptables-save -c prints "[packets:bytes]" before each rule.
+_COUNTERS = re.compile(r"^\[\d+:\d+\]\s+")
+
+
+def _read_text(path: str) -> str:
+    """The file's text (``-``: standard input)."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {path}: {reason}") from None
+
+
+def _detect_format(path: str, text: str) -> str:
+    """``toml`` for a ``.toml`` file; otherwise ``save`` when the first line
+    that is not blank or a ``#`` comment starts with ``*TABLE``, else ``toml``."""
+    if path.endswith(".toml"):
+        return "toml"
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return "save" if stripped.startswith("*") else "toml"
+    return "toml"
+
+
+def load_ruleset(path: str, default: Protocol = Protocol.IPV4, fmt: str = "auto") -> RuleSet:
+    """The rule set in a file, TOML or iptables-save output (see ``aioiptables diff --help``).
+
+    ``default`` is the protocol of rules that name none. Raises
+    :class:`UsageError` for a file it cannot read or use.
+    """
+    text = _read_text(path)
+    kind = _detect_format(path, text) if fmt == "auto" else fmt
+    try:
+        if kind == "save":
+            return _save_ruleset(text, default, path)
+        return _toml_ruleset(text, default, path)
+    except InvalidRuleError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def _save_ruleset(text: str, proto: Protocol, path: str) -> RuleSet:
+    """A rule set from iptables-save output: user chains, -A and -I lines."""
+    chains: list[Item] = []
+    append: list[Item] = []
+    prepend: list[Rule] = []
+    table: str | None = None
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = _COUNTERS.sub("", raw.strip(), count=1)
+        where = f"{path}:{number}"
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*"):
+            table = _located(where, validate_table, line[1:].strip())
+        elif line == "COMMIT":
+            table = None
+        elif table is None:
+            raise UsageError(f"{where}: {line!r} is outside a *TABLE ... COMMIT section")
+        elif line.startswith(":"):
+            name = line[1:].split(" ", 1)[0]
+            if not is_builtin_chain(table, name):
+                chains.append(_located(where, Chain, table, name, proto))
+        else:
+            rule = _located(where, Rule.parse, line, table, proto)
+            head = line.split(" ", 1)[0]
+            (prepend if head in ("-I", "--insert") else append).append(rule)
+    return RuleSet(append=[*chains, *append], prepend=prepend)
+
+
+def _located(where: str, build: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``build(*args)``, an InvalidRuleError becoming a UsageError that says where."""
+    try:
+        return build(*args, **kwargs)
+    except InvalidRuleError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+def _toml_ruleset(text: str, default: Protocol, path: str) -> RuleSet:
+    """A rule set from the TOML format described in ``aioiptables diff --help``."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    _only_keys(data, _TOP_KEYS, path)
+    protos = _toml_protos(data, (default,), path)
+    chains: list[Item] = []
+    for index, entry in enumerate(_toml_entries(data, "chain", path), 1):
+        chains += _toml_chains(entry, protos, f"{path}: [[chain]] #{index}")
+    rules: dict[str, list[Rule]] = {"append": [], "prepend": []}
+    for section, found in rules.items():
+        for index, entry in enumerate(_toml_entries(data, section, path), 1):
+            found += _toml_rules(entry, protos, f"{path}: [[{section}]] #{index}")
+    return RuleSet(append=[*chains, *rules["append"]], prepend=rules["prepend"])
+
+
+def _only_keys(entry: dict[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise UsageError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
+
+
+def _toml_entries(data: dict[str, Any], section: str, where: str) -> list[dict[str, Any]]:
+    entries = data.get(section, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UsageError(f"{where}: {section} must be written as [[{section}]] tables")
+    return cast("list[dict[str, Any]]", entries)
+
+
+def _toml_protos(entry: dict[str, Any], default: tuple[Protocol, ...], where: str) -> tuple[Protocol, ...]:
+    value = entry.get("proto")
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in _PROTOCOLS:
+        raise UsageError(f"{where}: proto must be one of {', '.join(map(repr, _PROTOCOLS))}, not {value!r}")
+    return _PROTOCOLS[value]
+
+
+def _toml_string(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = entry.get(key, default)
+    if value is None:
+        raise UsageError(f"{where}: {key} is missing")
+    if not isinstance(value, str):
+        raise UsageError(f"{where}: {key} must be a string, not {value!r}")
+    return value
+
+
+def _toml_chains(entry: dict[str, Any], protos: tuple[Protocol, ...], where: str) -> list[Item]:
+    _only_keys(entry, _CHAIN_KEYS, where)
+    table = _toml_string(entry, "table", where, "filter")
+    name = _toml_string(entry, "name", where)
+    return [_located(where, Chain, table, name, proto) for proto in _toml_protos(entry, protos, where)]
+
+
+def _toml_spec(entry: dict[str, Any], where: str) -> tuple[str, ...]:
+    spec = entry.get("spec", [])
+    if isinstance(spec, str):
+        return tuple(_located(where, split_line, spec))
+    if isinstance(spec, list) and all(isinstance(token, str) for token in spec):
+        return tuple(spec)
+    raise UsageError(f"{where}: spec must be a string or a list of strings, not {spec!r}")
+
+
+def _toml_rules(entry: dict[str, Any], protos: tuple[Protocol, ...], where: str) -> list[Rule]:
+    _only_keys(entry, _RULE_KEYS, where)
+    if "rule" in entry:
+        if {"table", "chain", "spec"} & entry.keys():
+            raise UsageError(f"{where}: give either rule or table, chain and spec, not both")
+        text = _located(where, read_rule, _toml_string(entry, "rule", where))
+    else:
+        table = _toml_string(entry, "table", where, "filter")
+        text = RuleText("", table, _toml_string(entry, "chain", where), _toml_spec(entry, where))
+    return [_located(where, text.rule, proto) for proto in _toml_protos(entry, protos, where)]
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+class Output:
+    """Where a command's results go.
+
+    To a terminal: a header and aligned columns, the summary below them.
+    Piped: only the rows, fields separated by tabs, for ``cut`` and ``grep``;
+    the summary goes to standard error. With ``--json``: one object, nothing else.
+    """
+
+    def __init__(self, json_mode: bool, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.json = json_mode
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.terminal = self.out.isatty()
+        self.styled = self.terminal and "NO_COLOR" not in os.environ
+
+    def rows(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """Print rows of fields (nothing with --json)."""
+        if self.json or not rows:
+            return
+        if not self.terminal:
+            for row in rows:
+                print("\t".join(row), file=self.out)
+            return
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+
+        def line(fields: Sequence[str]) -> str:
+            return "  ".join([*(f.ljust(w) for f, w in zip(fields, widths, strict=False)), fields[-1]])
+
+        head = line(header)
+        print(f"\033[1m{head}\033[0m" if self.styled else head, file=self.out)
+        for row in rows:
+            print(line(row), file=self.out)
+
+    def summary(self, text: str) -> None:
+        """Print the closing line (nothing with --json)."""
+        if not self.json:
+            print(text, file=self.out if self.terminal else self.err)
+
+    def document(self, document: dict[str, Any]) -> None:
+        """Print the JSON object (only with --json)."""
+        if self.json:
+            json.dump(document, self.out, indent=2)
+            self.out.write("\n")
+
+    def error(self, command: str, message: str, status: int) -> None:
+        """Report a failure on standard error, and as JSON with --json."""
+        print(f"aioiptables {command}: error: {message}", file=self.err)
+        if self.json:
+            self.document({"error": message, "exit_status": status})
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}{'es' if word.endswith('s') else 's'}"
+
+
+# -- running the table commands ------------------------------------------------------------
+
+
+class RecordingClient(Client):
+    """A :class:`Client` that keeps what the command shows: the lines each
+    chain listing printed (to show a found rule as iptables printed it) and
+    every restore payload written (to show what apply changed)."""
+
+    def __init__(self, proto: Protocol, *, backend: BackendName, netns: str | None) -> None:
+        super().__init__(proto, backend=backend, netns=netns)
+        self.printed: dict[tuple[str, str], builtins.list[str]] = {}
+        self.written: builtins.list[str] = []
+
+    async def list(self, table: str, chain: str) -> builtins.list[str]:
+        """``iptables -S CHAIN``, its lines kept."""
+        lines = await super().list(table, chain)
+        self.printed[(table, chain)] = lines
+        return lines
+
+    async def restore(self, payload: str, *, noflush: bool = True) -> None:
+        """``iptables-restore``, its payload kept once it has landed."""
+        await super().restore(payload, noflush=noflush)
+        self.written.append(payload)
+
+
+def _clients(args: argparse.Namespace, protos: Iterable[Protocol]) -> dict[Protocol, RecordingClient]:
+    """One client per protocol, IPv4 first, on the chosen backend and namespace."""
+    backend = cast("BackendName", args.backend)
+    chosen = sorted(set(protos), key=lambda proto: proto.value)
+    return {proto: RecordingClient(proto, backend=backend, netns=args.netns) for proto in chosen}
+
+
+def _processes(clients: dict[Protocol, RecordingClient]) -> int:
+    return sum(client.calls for client in clients.values())
+
+
+def _default_proto(args: argparse.Namespace) -> Protocol:
+    return Protocol.IPV6 if args.ipv6 else Protocol.IPV4
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The exit status for an error this command reports as a message (None
+    for anything else, which is a bug and keeps its traceback)."""
+    leaves = _leaves(exc)
+    if not all(isinstance(leaf, IPTablesError | InvalidRuleError | UsageError) for leaf in leaves):
+        return None
+    return EXIT_IPTABLES if any(isinstance(leaf, IPTablesError) for leaf in leaves) else EXIT_USAGE
+
+
+def _guarded(args: argparse.Namespace, action: Callable[[Output], int]) -> int:
+    """Run one command, turning the errors it expects into a message and an exit status."""
+    output = Output(args.json)
+    try:
+        return action(output)
+    except Exception as exc:
+        status = _status_of(exc)
+        if status is None:
+            raise
+        output.error(args.command, _describe(exc), status)
+        return status
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """One rule checked: the line iptables printed for it, or None."""
+
+    text: str
+    rule: Rule
+    line: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict."""
+        return {
+            "rule": self.text,
+            "proto": self.rule.proto.value,
+            "table": self.rule.table,
+            "chain": self.rule.chain,
+            "found": self.line is not None,
+            "line": self.line,
+        }
+
+
+def _printed_line(client: RecordingClient, listing: ChainListing, rule: Rule) -> str | None:
+    """The line iptables printed for ``rule``, or None if the chain does not hold it."""
+    key = rule_key(rule.spec, rule.proto)
+    if key not in listing.keys:
+        return None
+    index = listing.keys.index(key)
+    lines = client.printed.get((rule.table, rule.chain), [])
+    # The same lines parse_listing read, in the same order.
+    rules = [line for line in lines if line.startswith("-A ") and split_line(line)[1:2] == [rule.chain]]
+    if index < len(rules):
+        return rules[index]
+    return f"-A {rule.chain} {join_tokens(listing.specs[index])}"  # pragma: no cover - defensive
+
+
+async def _check(rules: Sequence[tuple[str, Rule]], client: RecordingClient) -> list[CheckResult]:
+    """Check each rule against one listing of its chain (shared through a RuleCache)."""
+    cache = RuleCache(client)
+    results = []
+    for text, rule in rules:
+        listing = await cache.listing(rule.proto, rule.table, rule.chain)
+        results.append(CheckResult(text, rule, _printed_line(client, listing, rule)))
+    return results
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``aioiptables check RULE...``: whether each rule is in its chain, by
+    meaning. Exit 0 if all are, 1 if any is missing, 2 or 3 on errors."""
+
+    def run(output: Output) -> int:
+        proto = _default_proto(args)
+        rules = [(text, read_rule(text).rule(proto)) for text in args.rules]  # all checked first
+        clients = _clients(args, [proto])
+        results = anyio.run(_check, rules, clients[proto])
+        found = sum(1 for result in results if result.line is not None)
+        output.rows(
+            ("result", "table", "rule"),
+            [
+                (
+                    "found" if r.line is not None else "not found",
+                    r.rule.table,
+                    r.line if r.line is not None else str(r.rule).partition(" ")[2],
+                )
+                for r in results
+            ],
+        )
+        processes = _processes(clients)
+        output.summary(f"{found} of {len(results)} found; {_plural(processes, 'process')}")
+        output.document(
+            {
+                "ok": found == len(results),
+                "rules": [result.as_json() for result in results],
+                "processes": processes,
+            }
+        )
+        return EXIT_OK if found == len(results) else EXIT_DIFFERS
+
+    return _guarded(args, run)
+
+
+# -- canon ------------------------------------------------------------------------------------
+
+
+def cmd_canon(args: argparse.Namespace) -> int:
+    """``aioiptables canon RULE``: print the rule's canonical form. No process runs."""
+
+    def run(output: Output) -> int:
+        proto = _default_proto(args)
+        text = read_rule(args.rule)
+        canonical = analyze(text.spec, proto)
+        if not output.json:
+            print(join_tokens(canonical.tokens), file=output.out)
+            if not canonical.exact:
+                print(
+                    "aioiptables canon: note: some options were not understood and are kept as "
+                    "written; iptables may print them otherwise",
+                    file=output.err,
+                )
+        output.document(
+            {
+                "canonical": list(canonical.tokens),
+                "exact": canonical.exact,
+                "proto": proto.value,
+                "table": text.table,
+                "chain": text.chain,
+            }
+        )
+        return EXIT_OK
+
+    return _guarded(args, run)
+
+
+# -- diff and apply ----------------------------------------------------------------------------
+
+#: Read a table with one iptables-save when this many of its chains are
+#: needed, as the Controller does by default.
+_SNAPSHOT_FROM = 2
+
+_KINDS = {":": "create", "-A": "append", "-I": "insert", "-D": "delete", "-F": "flush", "-X": "remove"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One line of a restore payload, with where it goes."""
+
+    proto: Protocol
+    table: str
+    kind: str
+    line: str
+
+    def row(self) -> tuple[str, str, str, str]:
+        """The change as output fields."""
+        return (self.proto.value, self.table, self.kind, self.line)
+
+    def as_json(self) -> dict[str, str]:
+        """The change as a JSON-ready dict."""
+        return {"proto": self.proto.value, "table": self.table, "kind": self.kind, "line": self.line}
+
+
+def _planned_changes(plans: Sequence[TablePlan]) -> list[Change]:
+    return [Change(p.proto, p.table, op.kind, op.line()) for p in plans for op in p.ops]
+
+
+def _written_changes(clients: dict[Protocol, RecordingClient]) -> list[Change]:
+    """The changes every restore payload made, read back from the payloads."""
+    changes = []
+    for proto, client in clients.items():
+        for payload in client.written:
+            table = ""
+            for line in payload.split("\n"):
+                if line.startswith("*"):
+                    table = line[1:]
+                elif line and line != "COMMIT":
+                    kind = _KINDS.get(":" if line.startswith(":") else line.split(" ", 1)[0], "other")
+                    changes.append(Change(proto, table, kind, line))
+    return changes
+
+
+def _ruleset_protos(ruleset: RuleSet, default: Protocol) -> set[Protocol]:
+    """The protocols a rule set uses (the default one for an empty set)."""
+    return {item.proto for item in ruleset} or {default}
+
+
+async def _observe(cache: RuleCache, chains: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
+    """Every chain listed as the Controller reads them: one iptables-save per
+    table where two chains or more are needed, one ``-S CHAIN`` otherwise."""
+    by_table: dict[tuple[Protocol, str], list[ChainKey]] = {}
+    for key in sorted(chains, key=lambda k: (k[0].value, k[1], k[2])):
+        by_table.setdefault((key[0], key[1]), []).append(key)
+    observed: dict[ChainKey, ChainListing] = {}
+    for (proto, table), keys in by_table.items():
+        if len(keys) >= _SNAPSHOT_FROM:
+            await cache.snapshot(proto, table)
+        for key in keys:
+            observed[key] = await cache.listing(*key)
+    return observed
+
+
+async def _diff(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> list[TablePlan]:
+    """What would change: the chains the rule set touches, read once, then planned."""
+    observed = await _observe(RuleCache(*clients.values()), chains_to_read(ruleset))
+    return plan(ruleset, observed)
+
+
+_CHANGE_HEADER = ("proto", "table", "change", "line")
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """``aioiptables diff FILE``: the changes apply would make. Exit 0 if none, 1 if some."""
+
+    def run(output: Output) -> int:
+        default = _default_proto(args)
+        ruleset = load_ruleset(args.file, default, args.format)
+        clients = _clients(args, _ruleset_protos(ruleset, default))
+        plans = anyio.run(_diff, ruleset, clients)
+        changes = _planned_changes(plans)
+        processes = _processes(clients)
+        output.rows(_CHANGE_HEADER, [change.row() for change in changes])
+        if changes:
+            output.summary(
+                f"{_plural(len(changes), 'change')} in {_plural(len(plans), 'table')}; "
+                f"{_plural(processes, 'process')}"
+            )
+        else:
+            output.summary(f"nothing to change; {_plural(processes, 'process')}")
+        output.document(
+            {
+                "changed": bool(changes),
+                "changes": [change.as_json() for change in changes],
+                "payloads": [{"proto": p.proto.value, "table": p.table, "payload": p.payload} for p in plans],
+                "processes": processes,
+            }
+        )
+        return EXIT_DIFFERS if changes else EXIT_OK
+
+    return _guarded(args, run)
+
+
+async def _apply(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> None:
+    """Set the rule set through a Controller: one read and one atomic write per table."""
+    controller = Controller(v4=clients.get(Protocol.IPV4), v6=clients.get(Protocol.IPV6))
+    await controller.set(ruleset)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """``aioiptables apply FILE``: make the tables hold the rule set. Exit 0 on success."""
+
+    def run(output: Output) -> int:
+        default = _default_proto(args)
+        ruleset = load_ruleset(args.file, default, args.format)
+        clients = _clients(args, _ruleset_protos(ruleset, default))
+        anyio.run(_apply, ruleset, clients)
+        changes = _written_changes(clients)
+        writes = sum(len(client.written) for client in clients.values())
+        processes = _processes(clients)
+        output.rows(_CHANGE_HEADER, [change.row() for change in changes])
+        if changes:
+            output.summary(
+                f"applied {_plural(len(changes), 'change')} in {_plural(writes, 'write')}; "
+                f"{_plural(processes, 'process')}"
+            )
+        else:
+            output.summary(f"nothing to change; {_plural(processes, 'process')}")
+        output.document(
+            {
+                "changed": bool(changes),
+                "changes": [change.as_json() for change in changes],
+                "writes": writes,
+                "processes": processes,
+            }
+        )
+        return EXIT_OK
+
+    return _guarded(args, run)
 
 
 # -- the demo: rules -----------------------------------------------------------

@@ -131,6 +131,8 @@ class Controller:
         self._errors_in, self.errors = anyio.create_memory_object_stream[Exception](_ERROR_BUFFER)
         #: Processes spent and changes made by the last reconcile.
         self.last_stats: dict[str, float] = {}
+        #: What the last reconcile planned to write, one plan per table changed.
+        self.last_plans: list[TablePlan] = []
         #: Every chain the last reconcile touched, as it reads after that
         #: reconcile's writes (known from the plan, not listed again).
         self.state: dict[ChainKey, ChainListing] = {}
@@ -272,6 +274,7 @@ class Controller:
         retired = list(self._retired)
         observed = await self._read(cache, chains_to_read(desired, retired))
         plans = plan(desired, observed, retired, key=self._key)
+        self.last_plans = plans
         self.state = dict(observed)
         for table_plan in plans:
             await self._write(table_plan)
