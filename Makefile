@@ -25,8 +25,8 @@ test: setup
 	unshare --net -- $(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
 # Every benchmark, on real iptables (nft and legacy) in private namespaces;
