@@ -172,3 +172,26 @@ def test_invalid_rule_error_is_a_value_error_naming_the_value() -> None:
     assert error.what == "chain"
     assert error.value == "bad name"
     assert str(error) == "invalid chain 'bad name': must not hold whitespace"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "status"),
+    [
+        (
+            "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)",
+            4,
+        ),
+        ("Fatal: can't open lock file /run/xtables.lock: Permission denied", 4),
+        ("nsenter: reassociate to namespace 'ns/net' failed: Operation not permitted", 1),
+        ("nsenter: cannot open /run/netns/x: Permission denied", 1),
+    ],
+    ids=["nft not root", "legacy lock file", "nsenter refused", "nsenter cannot open"],
+)
+def test_permission_problems_are_their_own_error_never_retried_nor_missing(stderr: str, status: int) -> None:
+    from aioiptables import IPTablesPermissionError
+
+    error = IPTablesError.from_result(["iptables", "-S"], status, stderr)
+    assert isinstance(error, IPTablesPermissionError) and isinstance(error, PermissionError)
+    assert error.is_permission_problem
+    assert not error.is_resource_problem and not error.is_not_exist
+    assert "run as root" in str(error)

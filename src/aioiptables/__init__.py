@@ -10,7 +10,13 @@ a :class:`RuleSet` in place; README.md has a quick start for each.
 from .cache import RuleCache
 from .client import Binaries, Client
 from .controller import Controller
-from .errors import InvalidRuleError, IPTablesError, IPTablesNotFoundError, IPTablesTimeoutError
+from .errors import (
+    InvalidRuleError,
+    IPTablesError,
+    IPTablesNotFoundError,
+    IPTablesPermissionError,
+    IPTablesTimeoutError,
+)
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
 from .parse import Canonical, ChainListing, TableSnapshot, analyze, canonicalize, parse_save
@@ -29,6 +35,7 @@ __all__ = [
     "FakeRunner",
     "IPTablesError",
     "IPTablesNotFoundError",
+    "IPTablesPermissionError",
     "IPTablesTimeoutError",
     "InvalidRuleError",
     "ProcessRunner",

@@ -145,7 +145,7 @@ class Client:
             self._notice_other_backend(done.stderr)
             if done.exit_status == 0:
                 return done
-            error = IPTablesError(done.argv, done.exit_status, done.stderr)
+            error = IPTablesError.from_result(done.argv, done.exit_status, done.stderr)
             if not error.is_resource_problem or attempt == self.retries:
                 raise error
             logger.info("%s; retrying", error, extra={"argv": done.argv, "attempt": attempt + 1})

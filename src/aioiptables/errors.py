@@ -12,6 +12,7 @@ from collections.abc import Sequence
 __all__ = [
     "IPTablesError",
     "IPTablesNotFoundError",
+    "IPTablesPermissionError",
     "IPTablesTimeoutError",
     "InvalidRuleError",
 ]
@@ -32,6 +33,25 @@ _NOT_EXIST_MARKERS = (
 )
 
 _ALREADY_EXISTS_MARKERS = ("Chain already exists", "File exists")
+
+_PERMISSION_HINT = (
+    "permission denied: run as root (iptables needs CAP_NET_ADMIN; "
+    "entering a network namespace needs CAP_SYS_ADMIN)"
+)
+
+
+def _is_permission_problem(stderr: str) -> bool:
+    """Whether stderr says the process lacked privilege, as printed by
+    iptables 1.8 (nft and legacy, every tool) and by nsenter."""
+    if "you must be root" in stderr:
+        # "Permission denied (you must be root)": iptables, -save, -restore.
+        return True
+    if "lock file" in stderr and "Permission denied" in stderr:
+        # legacy: "Fatal: can't open lock file /run/xtables.lock: Permission denied" (status 4).
+        return True
+    # nsenter: "reassociate to namespace 'ns/net' failed: Operation not permitted"
+    # or "cannot open /run/netns/NAME: Permission denied".
+    return "nsenter: " in stderr and ("Operation not permitted" in stderr or "Permission denied" in stderr)
 
 
 class IPTablesError(Exception):
@@ -75,8 +95,34 @@ class IPTablesError(Exception):
 
     @property
     def is_resource_problem(self) -> bool:
-        """True for exit status 4: the xtables lock is held or the kernel is busy."""
-        return self.exit_status == RESOURCE_EXIT_STATUS
+        """True for exit status 4: the xtables lock is held or the kernel is busy.
+
+        iptables-nft also exits 4 when it lacks privilege; that is a permission
+        problem, which retrying cannot fix, so it is not a resource problem.
+        """
+        return self.exit_status == RESOURCE_EXIT_STATUS and not self.is_permission_problem
+
+    @property
+    def is_permission_problem(self) -> bool:
+        """True when the process lacked privilege (not root, no CAP_NET_ADMIN,
+        or no right to enter the network namespace)."""
+        return _is_permission_problem(self.stderr)
+
+    @classmethod
+    def from_result(cls, argv: Sequence[str], exit_status: int, stderr: str) -> IPTablesError:
+        """The error for a process that failed: an
+        :class:`IPTablesPermissionError` when it lacked privilege.
+
+        Example:
+            >>> err = IPTablesError.from_result(["iptables", "-S"], 4,
+            ...     "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: "
+            ...     "Permission denied (you must be root)")
+            >>> type(err).__name__, err.is_resource_problem
+            ('IPTablesPermissionError', False)
+        """
+        if _is_permission_problem(stderr):
+            return IPTablesPermissionError(argv, exit_status, stderr)
+        return cls(argv, exit_status, stderr)
 
 
 class IPTablesNotFoundError(IPTablesError, FileNotFoundError):
@@ -91,6 +137,23 @@ class IPTablesNotFoundError(IPTablesError, FileNotFoundError):
     @property
     def is_not_exist(self) -> bool:
         # A missing program says nothing about rules; never read it as "no rule".
+        return False
+
+
+class IPTablesPermissionError(IPTablesError, PermissionError):
+    """iptables or nsenter was refused for lack of privilege.
+
+    The message says so and names what is needed (root, or CAP_NET_ADMIN and,
+    to enter a network namespace, CAP_SYS_ADMIN); :attr:`stderr` keeps what
+    the process printed. Never retried, never read as "does not exist".
+    """
+
+    def __init__(self, argv: Sequence[str], exit_status: int, stderr: str) -> None:
+        IPTablesError.__init__(self, argv, exit_status, stderr)
+        self.args = (f"{' '.join(self.argv)}: {_PERMISSION_HINT}: exit status {exit_status}: {self.stderr}",)
+
+    @property
+    def is_not_exist(self) -> bool:
         return False
 
 
