@@ -221,3 +221,44 @@ async def test_save_refuses_a_table_it_cannot_represent(tmp_path: Path) -> None:
     with pytest.raises(IPTablesError, match="incompatible") as caught:
         await client.save("filter")
     assert not caught.value.is_not_exist
+
+
+async def test_an_auto_client_on_legacy_warns_of_nft_rules_once(
+    netns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import shutil
+    import subprocess
+
+    subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", "--", "iptables-nft", "-A", "INPUT", "-j", "ACCEPT"],
+        check=True,
+    )
+    legacy = shutil.which("iptables-legacy", path="/usr/sbin:/sbin") or "iptables-legacy"
+    binaries = Binaries(legacy, legacy + "-save", legacy + "-restore")
+    client = Client(backend="auto", netns=netns, binaries=binaries)
+    assert client.backend == "legacy"
+    with caplog.at_level(logging.WARNING, logger="aioiptables"):
+        await client.list("filter", "INPUT")
+        await client.list("filter", "INPUT")
+    assert [r for r in caplog.records if "nf_tables backend" in r.getMessage()]
+    assert client.calls == 3, "one look at the nft side, once, counted"
+    explicit = Client(backend="legacy", netns=netns)
+    await explicit.list("filter", "INPUT")
+    assert explicit.calls == 1, "an explicit backend does not look"
+
+
+async def test_every_process_is_logged_with_structured_fields(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    client = world.client(Protocol.IPV4)
+    with caplog.at_level(logging.DEBUG, logger="aioiptables"):
+        await client.new_chain("nat", "MINE")
+        await client.append("nat", "MINE", "-j", "RETURN")
+        await client.save("nat")
+    records = [r for r in caplog.records if hasattr(r, "operation")]
+    got = [(r.operation, r.table, r.chain, r.processes) for r in records]  # type: ignore[attr-defined]
+    assert got == [("new_chain", "nat", "MINE", 1), ("append", "nat", "MINE", 1), ("save", "nat", "", 1)]
+    assert all(r.protocol == "ipv4" and r.exit_status == 0 for r in records)  # type: ignore[attr-defined]

@@ -130,6 +130,8 @@ class Client:
         self.runner = runner or ProcessRunner(netns=netns, max_concurrency=max_concurrency)
         self.calls = 0
         self._warned_backend = False
+        # An auto client that landed on legacy looks once for nft rules.
+        self._look_for_nft_tables = backend == "auto" and self.backend == "legacy" and runner is None
 
     def __repr__(self) -> str:
         where = f", netns={self.netns!r}" if self.netns else ""
@@ -139,9 +141,17 @@ class Client:
 
     async def _run(self, argv: Sequence[str], *, input: bytes | None = None) -> Completed:
         """Run one command, retrying exit status 4, raising on failure."""
+        if self._look_for_nft_tables:
+            self._look_for_nft_tables = False
+            await self._warn_if_nft_tables()
+        fields = _fields(argv, self.proto, self.backend)
         for attempt in range(self.retries + 1):
             self.calls += 1
             done = await self.runner.run(argv, input=input, timeout=self.timeout)
+            logger.debug(
+                "%s %s %s: exit %d", fields["operation"], fields["table"], fields["chain"], done.exit_status,
+                extra={**fields, "exit_status": done.exit_status, "processes": 1, "attempt": attempt},
+            )  # fmt: skip
             self._notice_other_backend(done.stderr)
             if done.exit_status == 0:
                 return done
@@ -151,6 +161,23 @@ class Client:
             logger.info("%s; retrying", error, extra={"argv": done.argv, "attempt": attempt + 1})
             await anyio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _warn_if_nft_tables(self) -> None:
+        # The reverse of _notice_other_backend: this auto client drives legacy,
+        # but the nf_tables side holds rules too. One process, once.
+        program = self.binaries.iptables.replace("-legacy", "") + "-nft-save"
+        program = _which(os.path.basename(program))
+        self.calls += 1
+        try:
+            done = await self.runner.run([program], timeout=self.timeout)
+        except IPTablesError:
+            return  # no nft tools installed: nothing to compare with
+        if any(line.startswith("-A ") for line in done.stdout.split("\n")):
+            logger.warning(
+                "rules exist in the nf_tables backend while this client uses legacy: "
+                "they are invisible to it; pass backend='nft' if they are yours",
+                extra={"backend": self.backend, "netns": self.netns},
+            )
 
     def _notice_other_backend(self, stderr: str) -> None:
         # iptables-nft says so when legacy tables hold rules too: rules this
@@ -313,6 +340,37 @@ class Client:
         if noflush:
             argv.append("--noflush")
         await self._run(argv, input=payload.encode())
+
+
+def _fields(argv: Sequence[str], proto: Protocol, backend: str) -> dict[str, str]:
+    """Structured logging fields for one command: operation, table, chain."""
+    program = os.path.basename(argv[0])
+    table, chain, operation = "", "", program
+    if program.endswith(("-save", "-restore")):
+        operation = program.rsplit("-", 1)[1]
+    for i, token in enumerate(argv[1:-1], 1):
+        if token == "-t":
+            table = argv[i + 1]
+    for i, token in enumerate(argv):
+        if token in _OPERATIONS:
+            operation = _OPERATIONS[token]
+            chain = argv[i + 1] if i + 1 < len(argv) else ""
+            break
+    if operation == "save" and "-t" in argv:
+        table = argv[argv.index("-t") + 1]
+    return {
+        "operation": operation,
+        "table": table,
+        "chain": chain,
+        "protocol": proto.value,
+        "backend": backend,
+    }
+
+
+_OPERATIONS = {
+    "-A": "append", "-I": "insert", "-D": "delete", "-C": "check", "-S": "list", "-N": "new_chain",
+    "-F": "flush", "-X": "delete_chain", "-E": "rename_chain", "-P": "policy",
+}  # fmt: skip
 
 
 def _lines(text: str) -> list[str]:
