@@ -586,3 +586,22 @@ async def test_listeners_hear_of_every_reconcile_and_its_error(world: World) -> 
     assert [(error is None, writes) for _, error, writes in heard[:2]] == [(True, 2), (True, 0)]
     assert isinstance(heard[2][1], IPTablesError)
     assert all(seconds >= 0 for seconds, _, _ in heard)
+
+
+async def test_preview_reads_like_a_reconcile_and_writes_nothing(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    plans = await controller.preview(kilo(proto))
+    assert [(p.table, p.count("append"), p.count("insert")) for p in plans] == [
+        ("filter", 3, 1),
+        ("nat", 3, 0),
+    ]
+    assert controller.calls == KILO_READS, "reads only"
+    assert await world.rules(proto, "filter", "FORWARD") == []
+    await controller.set(kilo(proto))
+    assert await controller.preview(kilo(proto)) == []
+    smaller = RuleSet(
+        append=[r for r in kilo(proto).append if not (isinstance(r, Rule) and r.chain == "KILO-FWD")],
+        prepend=kilo(proto).prepend,
+    )
+    (changed,) = await controller.preview(smaller)
+    assert changed.table == "filter" and changed.count("delete") == 2

@@ -59,7 +59,7 @@ from .model import (
     validate_table,
 )
 from .parse import ChainListing, analyze, parse_listing, rule_key
-from .plan import TablePlan, chains_to_read, plan
+from .plan import TablePlan
 from .runner import netns_path
 from .syntax import join_tokens, split_line
 
@@ -860,10 +860,6 @@ def cmd_canon(args: argparse.Namespace) -> int:
 
 # -- diff and apply ----------------------------------------------------------------------------
 
-#: Read a table with one iptables-save when this many of its chains are
-#: needed, as the Controller does by default.
-_SNAPSHOT_FROM = 2
-
 _KINDS = {":": "create", "-A": "append", "-I": "insert", "-D": "delete", "-F": "flush", "-X": "remove"}
 
 
@@ -909,25 +905,10 @@ def _ruleset_protos(ruleset: RuleSet, default: Protocol) -> set[Protocol]:
     return {item.proto for item in ruleset} or {default}
 
 
-async def _observe(cache: RuleCache, chains: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
-    """Every chain listed as the Controller reads them: one iptables-save per
-    table where two chains or more are needed, one ``-S CHAIN`` otherwise."""
-    by_table: dict[tuple[Protocol, str], list[ChainKey]] = {}
-    for key in sorted(chains, key=lambda k: (k[0].value, k[1], k[2])):
-        by_table.setdefault((key[0], key[1]), []).append(key)
-    observed: dict[ChainKey, ChainListing] = {}
-    for (proto, table), keys in by_table.items():
-        if len(keys) >= _SNAPSHOT_FROM:
-            await cache.snapshot(proto, table)
-        for key in keys:
-            observed[key] = await cache.listing(*key)
-    return observed
-
-
 async def _diff(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> list[TablePlan]:
-    """What would change: the chains the rule set touches, read once, then planned."""
-    observed = await _observe(RuleCache(*clients.values()), chains_to_read(ruleset))
-    return plan(ruleset, observed)
+    """What apply would change: read and planned exactly as the Controller does."""
+    controller = Controller(v4=clients.get(Protocol.IPV4), v6=clients.get(Protocol.IPV6))
+    return await controller.preview(ruleset)
 
 
 _CHANGE_HEADER = ("proto", "table", "change", "line")

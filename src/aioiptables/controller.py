@@ -161,16 +161,34 @@ class Controller:
         """Processes run by this controller's clients so far."""
         return sum(client.calls for client in self._clients.values())
 
-    async def set(self, ruleset: RuleSet) -> None:
-        """Replace the rule set: add what is new, delete what is no longer
-        wanted, and keep the rest. Idempotent: setting the same rules again
-        writes nothing. Checks every item before any process runs.
-        """
+    def _check(self, ruleset: RuleSet) -> None:
         if not isinstance(ruleset, RuleSet):
             raise TypeError(f"expected a RuleSet, not {ruleset!r}")
         for item in ruleset:
             if item.proto not in self._clients:
                 raise InvalidRuleError("item", str(item), f"this controller has no {item.proto.value} client")
+
+    async def preview(self, ruleset: RuleSet) -> list[TablePlan]:
+        """What :meth:`set` would write now, without writing anything: the
+        tables are read exactly as a reconcile reads them, and one plan comes
+        back per table that would change (``plan.payload`` is the restore
+        input). Leftovers of earlier runs (``owner``) are not looked for.
+        """
+        self._check(ruleset)
+        async with self._lock:
+            desired = decorate(ruleset, owner=self.owner, canary=self.canary)
+            kept = set(desired)
+            retired = [item for item in [*self._desired(), *self._retired] if item not in kept]
+            cache = RuleCache(*self._clients.values())
+            observed = await self._read(cache, chains_to_read(desired, retired))
+            return plan(desired, observed, retired, key=self._key)
+
+    async def set(self, ruleset: RuleSet) -> None:
+        """Replace the rule set: add what is new, delete what is no longer
+        wanted, and keep the rest. Idempotent: setting the same rules again
+        writes nothing. Checks every item before any process runs.
+        """
+        self._check(ruleset)
         async with self._lock:
             before = self._desired()
             self._ruleset = ruleset
