@@ -914,32 +914,41 @@ async def _diff(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> l
 _CHANGE_HEADER = ("proto", "table", "change", "line")
 
 
+def _report_changes(
+    output: Output, changes: list[Change], summary: str, processes: int, extra: dict[str, object]
+) -> None:
+    """The rows, the summary line and the JSON document of diff and apply."""
+    output.rows(_CHANGE_HEADER, [change.row() for change in changes])
+    if changes:
+        output.summary(f"{summary}; {_plural(processes, 'process')}")
+    else:
+        output.summary(f"nothing to change; {_plural(processes, 'process')}")
+    output.document(
+        {
+            "changed": bool(changes),
+            "changes": [change.as_json() for change in changes],
+            **extra,
+            "processes": processes,
+        }
+    )
+
+
+def _load(args: argparse.Namespace) -> tuple[RuleSet, dict[Protocol, RecordingClient]]:
+    default = _default_proto(args)
+    ruleset = load_ruleset(args.file, default, args.format)
+    return ruleset, _clients(args, _ruleset_protos(ruleset, default))
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     """``aioiptables diff FILE``: the changes apply would make. Exit 0 if none, 1 if some."""
 
     def run(output: Output) -> int:
-        default = _default_proto(args)
-        ruleset = load_ruleset(args.file, default, args.format)
-        clients = _clients(args, _ruleset_protos(ruleset, default))
+        ruleset, clients = _load(args)
         plans = anyio.run(_diff, ruleset, clients)
         changes = _planned_changes(plans)
-        processes = _processes(clients)
-        output.rows(_CHANGE_HEADER, [change.row() for change in changes])
-        if changes:
-            output.summary(
-                f"{_plural(len(changes), 'change')} in {_plural(len(plans), 'table')}; "
-                f"{_plural(processes, 'process')}"
-            )
-        else:
-            output.summary(f"nothing to change; {_plural(processes, 'process')}")
-        output.document(
-            {
-                "changed": bool(changes),
-                "changes": [change.as_json() for change in changes],
-                "payloads": [{"proto": p.proto.value, "table": p.table, "payload": p.payload} for p in plans],
-                "processes": processes,
-            }
-        )
+        payloads = [{"proto": p.proto.value, "table": p.table, "payload": p.payload} for p in plans]
+        summary = f"{_plural(len(changes), 'change')} in {_plural(len(plans), 'table')}"
+        _report_changes(output, changes, summary, _processes(clients), {"payloads": payloads})
         return EXIT_DIFFERS if changes else EXIT_OK
 
     return _guarded(args, run)
@@ -955,29 +964,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """``aioiptables apply FILE``: make the tables hold the rule set. Exit 0 on success."""
 
     def run(output: Output) -> int:
-        default = _default_proto(args)
-        ruleset = load_ruleset(args.file, default, args.format)
-        clients = _clients(args, _ruleset_protos(ruleset, default))
+        ruleset, clients = _load(args)
         anyio.run(_apply, ruleset, clients)
         changes = _written_changes(clients)
         writes = sum(len(client.written) for client in clients.values())
-        processes = _processes(clients)
-        output.rows(_CHANGE_HEADER, [change.row() for change in changes])
-        if changes:
-            output.summary(
-                f"applied {_plural(len(changes), 'change')} in {_plural(writes, 'write')}; "
-                f"{_plural(processes, 'process')}"
-            )
-        else:
-            output.summary(f"nothing to change; {_plural(processes, 'process')}")
-        output.document(
-            {
-                "changed": bool(changes),
-                "changes": [change.as_json() for change in changes],
-                "writes": writes,
-                "processes": processes,
-            }
-        )
+        summary = f"applied {_plural(len(changes), 'change')} in {_plural(writes, 'write')}"
+        _report_changes(output, changes, summary, _processes(clients), {"writes": writes})
         return EXIT_OK
 
     return _guarded(args, run)
