@@ -146,10 +146,6 @@ class RuleCache:
 
         return await self._shared(("save", *key, None), self._snapshots, key, fetch)
 
-    def put(self, listing: ChainListing) -> None:
-        """Record what a chain now holds, for a caller that has just written it."""
-        self._chains[(listing.proto, listing.table, listing.chain)] = listing
-
     def invalidate(
         self, table: str | None = None, chain: str | None = None, *, proto: Protocol | None = None
     ) -> None:

@@ -12,10 +12,11 @@ import builtins
 import logging
 import math
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import anyio
 
@@ -30,7 +31,7 @@ from .model import (
 )
 from .runner import Completed, ProcessRunner, Runner
 
-__all__ = ["Client", "Binaries", "BackendName"]
+__all__ = ["Client", "Binaries", "BackendName", "Operation", "parse_operation"]
 
 logger = logging.getLogger("aioiptables")
 
@@ -144,7 +145,7 @@ class Client:
         if self._look_for_nft_tables:
             self._look_for_nft_tables = False
             await self._warn_if_nft_tables()
-        fields = _fields(argv, self.proto, self.backend)
+        fields = _fields(argv, input, self.proto, self.backend)
         for attempt in range(self.retries + 1):
             self.calls += 1
             done = await self.runner.run(argv, input=input, timeout=self.timeout)
@@ -342,35 +343,103 @@ class Client:
         await self._run(argv, input=payload.encode())
 
 
-def _fields(argv: Sequence[str], proto: Protocol, backend: str) -> dict[str, str]:
+def _fields(argv: Sequence[str], input: bytes | None, proto: Protocol, backend: str) -> dict[str, str]:
     """Structured logging fields for one command: operation, table, chain."""
-    program = os.path.basename(argv[0])
-    table, chain, operation = "", "", program
-    if program.endswith(("-save", "-restore")):
-        operation = program.rsplit("-", 1)[1]
-    for i, token in enumerate(argv[1:-1], 1):
-        if token == "-t":
-            table = argv[i + 1]
-    for i, token in enumerate(argv):
-        if token in _OPERATIONS:
-            operation = _OPERATIONS[token]
-            chain = argv[i + 1] if i + 1 < len(argv) else ""
-            break
-    if operation == "save" and "-t" in argv:
-        table = argv[argv.index("-t") + 1]
+    op = parse_operation(argv, input)
     return {
-        "operation": operation,
-        "table": table,
-        "chain": chain,
+        "operation": op.operation,
+        "table": op.table,
+        "chain": op.chain,
         "protocol": proto.value,
         "backend": backend,
     }
 
 
-_OPERATIONS = {
-    "-A": "append", "-I": "insert", "-D": "delete", "-C": "check", "-S": "list", "-N": "new_chain",
-    "-F": "flush", "-X": "delete_chain", "-E": "rename_chain", "-P": "policy",
+# -- reading a command line back (for logs and metrics) ------------------------------------------
+
+# The command flag of an iptables command line, and the operation it names.
+_COMMANDS = {
+    "-A": "append", "--append": "append",
+    "-I": "insert", "--insert": "insert",
+    "-D": "delete", "--delete": "delete",
+    "-C": "check", "--check": "check",
+    "-S": "list", "--list-rules": "list",
+    "-L": "list", "--list": "list",
+    "-N": "new_chain", "--new-chain": "new_chain",
+    "-F": "flush", "--flush": "flush",
+    "-X": "delete_chain", "--delete-chain": "delete_chain",
+    "-E": "rename_chain", "--rename-chain": "rename_chain",
+    "-P": "policy", "--policy": "policy",
+    "-Z": "zero", "--zero": "zero",
 }  # fmt: skip
+# Options before the command that take a separate value.
+_VALUED = frozenset(["-w", "--wait", "-W", "--wait-interval", "-t", "--table", "-M", "--modprobe"])
+_RESTORE_TABLE = re.compile(rb"^\*(\S+)", re.MULTILINE)
+
+
+class Operation(NamedTuple):
+    """What one iptables-family command line does, as metric labels."""
+
+    operation: str
+    table: str
+    chain: str
+    protocol: str
+
+
+def parse_operation(argv: Sequence[str], input: bytes | None = None) -> Operation:
+    """The operation, table, chain and protocol of one command line.
+
+    The program's name gives the protocol and, for ``*-save`` and
+    ``*-restore``, the operation (their table is the ``-t`` value, or the
+    ``*table`` lines of the restore payload joined by commas); otherwise the
+    command flag does. Without ``-t`` the table is ``filter``, as iptables
+    has it; the chain is empty when the command names none, and ``-S``
+    without a chain is ``list_chains``. Unknown commands are ``other``.
+
+    >>> parse_operation(["iptables", "-w", "5", "-t", "nat", "-A", "KILO-NAT", "-j", "MASQUERADE"])
+    Operation(operation='append', table='nat', chain='KILO-NAT', protocol='iptables')
+    >>> parse_operation(["/usr/sbin/ip6tables-nft-restore", "-w", "5", "--noflush"], b"*nat\\nCOMMIT\\n")
+    Operation(operation='restore', table='nat', chain='', protocol='ip6tables')
+    """
+    program = os.path.basename(argv[0]) if argv else ""
+    protocol = "ip6tables" if program.startswith("ip6") else "iptables"
+    if program.endswith("-save"):
+        return Operation("save", _table_option(argv[1:]) or "", "", protocol)
+    if program.endswith("-restore"):
+        tables = sorted({name.decode("utf-8", "replace") for name in _RESTORE_TABLE.findall(input or b"")})
+        return Operation("restore", ",".join(tables), "", protocol)
+    operation, chain = _command(argv[1:])
+    return Operation(operation, _table_option(argv[1:]) or "filter", chain, protocol)
+
+
+def _table_option(args: Sequence[str]) -> str | None:
+    """The value of ``-t``/``--table`` (separate, ``-tnat`` or ``--table=nat``)."""
+    for i, arg in enumerate(args):
+        if arg in ("-t", "--table"):
+            return args[i + 1] if i + 1 < len(args) else None
+        if arg.startswith("--table="):
+            return arg.partition("=")[2]
+        if arg.startswith("-t") and not arg.startswith("--") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
+def _command(args: Sequence[str]) -> tuple[str, str]:
+    """The operation named by the first command flag, and the chain after it."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _COMMANDS:
+            operation = _COMMANDS[arg]
+            following = args[i + 1] if i + 1 < len(args) else ""
+            chain = "" if following.startswith("-") else following
+            if operation == "list" and not chain:
+                operation = "list_chains"
+            return operation, chain
+        # -w takes an optional number; -t and the others a value.
+        skip_value = arg in _VALUED and i + 1 < len(args) and not args[i + 1].startswith("-")
+        i += 2 if skip_value else 1
+    return "other", ""
 
 
 def _lines(text: str) -> list[str]:

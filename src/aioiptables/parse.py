@@ -245,9 +245,6 @@ def _by_groups(spec: tuple[str, ...], proto: Protocol) -> Canonical | None:
     return Canonical(tuple(tokens), True)
 
 
-_BASE_ONLY = frozenset(_BASE_ORDER)
-
-
 # Extensions whose options are each normalized on their own (no finishing
 # step that adds or drops options): a group of them is in printed form when
 # every option is under its printed name, once, in printed order, and its
