@@ -106,8 +106,13 @@ class RuleCache:
         if key not in self._chains and (
             (proto, table) in self._snapshots or ("save", proto, table, None) in self._inflight
         ):
-            listing = (await self.snapshot(proto, table)).chain(chain)
-            self._chains.setdefault(key, listing)
+            snapshot = await self.snapshot(proto, table)
+            listing = snapshot.chain(chain)
+            if self._snapshots.get((proto, table)) is snapshot:
+                # Only from the snapshot the cache holds: one that was in
+                # flight when its table was invalidated is not stored, and
+                # nothing taken from it may be.
+                self._chains.setdefault(key, listing)
             return listing
 
         async def fetch() -> ChainListing:
@@ -151,8 +156,9 @@ class RuleCache:
     ) -> None:
         """Forget what is known: everything, one table, or one chain of a table.
 
-        Listings in flight for what is forgotten still answer their waiters,
-        but their result is not stored.
+        Listings and snapshots in flight for what is forgotten still answer
+        their waiters, but neither they nor any chain read from them is
+        stored: the next question lists again.
         """
 
         def hit(p: Protocol, t: str, c: str | None) -> bool:

@@ -21,6 +21,7 @@ from typing import Literal, NamedTuple
 import anyio
 
 from .errors import IPTablesError
+from .limits import check_restore_payload
 from .model import (
     Protocol,
     is_builtin_chain,
@@ -93,8 +94,13 @@ class Client:
             ``"legacy"`` (the ``-nft``/``-legacy`` binaries).
         netns: a network namespace name (as ``ip netns`` names it) or a path
             to a namespace file; every process then runs inside it.
-        wait: seconds to wait for the xtables lock (``-w``); ``None`` or 0
-            does not wait.
+        wait: seconds to wait for the xtables lock (``-w``, rounded up), kept
+            under ``timeout`` so that a held lock is reported as such (exit
+            status 4, "Another app is currently holding the xtables lock")
+            rather than as a timeout. ``None`` or 0 waits as little as every
+            iptables version can: ``-w 1``, since iptables-legacy 1.8.9 reads
+            ``-w 0`` (and no ``-w``) as "wait for ever". Only iptables-legacy
+            takes the lock; iptables-nft accepts ``-w`` and ignores it.
         timeout: each process is killed past this many seconds.
         runner: the process runner (default: a :class:`ProcessRunner`).
         binaries: the programs to run, overriding ``backend``'s names.
@@ -194,9 +200,16 @@ class Client:
         )
 
     def _wait_args(self) -> list[str]:
-        if not self.wait:
-            return []
-        return ["-w", str(math.ceil(self.wait))]
+        # Always a bounded wait. Without -w, or with -w 0, iptables-legacy
+        # 1.8.8 to 1.8.10 block on a held lock for ever (alarm(0), then a
+        # blocking flock: commit 07e2107e, fixed by 63ab5b89 in 1.8.11), while
+        # 1.8.7 and 1.8.11 on give up at once. "-w N" gives up after N seconds
+        # with exit status 4 in every 1.8 release.
+        seconds = math.ceil(self.wait or 0)
+        if math.isfinite(self.timeout):
+            # Give up before the process is killed, so the error names the lock.
+            seconds = min(seconds, math.ceil(self.timeout) - 1)
+        return ["-w", str(max(1, seconds))]
 
     def _argv(self, table: str, *args: str) -> list[str]:
         return [self.binaries.iptables, *self._wait_args(), "-t", validate_table(table), *args]
@@ -324,7 +337,9 @@ class Client:
         """
         argv = [self.binaries.save, "-t", validate_table(table)]
         done = await self._run(argv)
-        for line in done.stdout.splitlines():
+        # Split at \n only: a comment may hold U+2028 or U+0085, which
+        # str.splitlines() breaks at, and could then pass for a header line.
+        for line in done.stdout.split("\n"):
             if line.startswith("# Table") and "incompatible" in line:
                 raise IPTablesError(argv, done.exit_status, line)
         return done.stdout
@@ -334,9 +349,14 @@ class Client:
 
         Each table section (``*table`` ... ``COMMIT``) is applied atomically.
         With ``noflush`` (the default) tables are changed, not replaced.
+
+        The payload is checked first (:func:`~aioiptables.limits.check_restore_payload`):
+        a line iptables-restore would cut (and whose tail it would run as a
+        command of its own), or split into too many or too long arguments,
+        or a NUL, raises :class:`~aioiptables.errors.InvalidRuleError` and no
+        process runs.
         """
-        if "\0" in payload:
-            raise ValueError("restore payload must not contain NUL")
+        check_restore_payload(payload)
         argv = [self.binaries.restore, *self._wait_args()]
         if noflush:
             argv.append("--noflush")

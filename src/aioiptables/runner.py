@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from .errors import IPTablesNotFoundError, IPTablesTimeoutError
 
@@ -75,7 +76,10 @@ class ProcessRunner(Runner):
     - ``netns``: run every process inside that network namespace, through
       ``nsenter --net=PATH --``;
     - ``max_concurrency``: at most this many processes at once, so a burst of
-      callers never queues dozens of processes on the xtables lock.
+      callers never queues dozens of processes on the xtables lock. The bound
+      holds per event loop: a runner (and its client) may be used under
+      asyncio, then trio, then asyncio again, or from two event loops in two
+      threads, each with a limiter of its own.
 
     On timeout or cancellation the process is killed and reaped by anyio
     before the exception propagates.
@@ -85,7 +89,9 @@ class ProcessRunner(Runner):
         self.netns = netns_path(netns) if netns else None
         self.max_concurrency = max_concurrency
         self.calls = 0
-        self._limiter: anyio.CapacityLimiter | None = None
+        # A CapacityLimiter belongs to the event loop it was first used in:
+        # keep one per event loop run.
+        self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"aioiptables-limiter-{id(self):x}")
 
     def _prefix(self, argv: Sequence[str]) -> list[str]:
         if self.netns is None:
@@ -100,9 +106,11 @@ class ProcessRunner(Runner):
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
     ) -> Completed:
         full = self._prefix(argv)
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
-        async with self._limiter:
+        limiter = self._limiter.get(None)
+        if limiter is None:
+            limiter = anyio.CapacityLimiter(self.max_concurrency)
+            self._limiter.set(limiter)
+        async with limiter:
             self.calls += 1
             started = time.monotonic()
             try:
