@@ -101,7 +101,7 @@ CASES = [
         "ipv4 and ipv6 are listed apart",
         [
             (r("filter", "INPUT", *DROP_11), True),
-            (r("filter", "INPUT", *DROP_11, proto=V6), False),
+            (r("filter", "INPUT", "-s", "fd00:11::/32", "-j", "DROP", proto=V6), False),
             (c("filter", "X", V6), False),
         ],
         3,

@@ -640,8 +640,16 @@ ICMP = [
         "-p icmp --icmp-type any -j ACCEPT",
         "-p icmp --icmp-type 255 -j ACCEPT",
         "-p icmp --icmp-type ANY -j ACCEPT",
-        "-p icmp --icmp-type 255/0 -j ACCEPT",
         near=["-p icmp --icmp-type 254 -j ACCEPT", "-p icmp ! --icmp-type any -j ACCEPT"],
+    ),
+    C(
+        # iptables -C tells 255/0 (one code) from any (every code); 1.8.9 prints
+        # both as any, 1.8.11 prints 255/0: never read as any.
+        "icmp: type 255 with a code is not any, though 1.8.9 prints it so",
+        "-p icmp -m icmp --icmp-type any -j ACCEPT",
+        "-p icmp --icmp-type 255/0 -j ACCEPT",
+        "-p icmp --icmp-type 255/3 -j ACCEPT",
+        lossy=True,
     ),
     C(
         "icmp: negated type, by alias",

@@ -35,6 +35,7 @@ from .model import Protocol
 
 __all__ = [
     "Unsupported",
+    "Refused",
     "Option",
     "Extension",
     "Values",
@@ -44,6 +45,9 @@ __all__ = [
     "IMPLICIT",
     "normalize_address",
     "normalize_protocol",
+    "check_address",
+    "check_interface",
+    "check_protocol",
     "verbatim",
 ]
 
@@ -52,12 +56,20 @@ class Unsupported(ValueError):
     """A value or option the canonicalizer does not understand."""
 
 
+class Refused(ValueError):
+    """A value iptables refuses, or takes in a way no listing can show (a
+    reversed range, a port it wraps): an option's ``check`` raises it, with
+    why, and :func:`~aioiptables.parse.check_rule` names the option and value."""
+
+
 #: The values of one option, as tokens.
 Values = tuple[str, ...]
 #: One extension's options: canonical name -> (negated, values), in the order given.
 Options = dict[str, tuple[bool, Values]]
 Normalizer = Callable[[Values, Protocol], Values]
 Finisher = Callable[[Options, Protocol], None]
+#: Raises :class:`Refused` for values that must not be written.
+Checker = Callable[[Values, Protocol], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,8 @@ class Option:
     aliases: tuple[str, ...] = ()
     nargs: int = 1
     normalize: Normalizer | None = None
+    #: Refuses values iptables would refuse or misread (see check_rule).
+    check: Checker | None = None
 
 
 @dataclass(frozen=True)
@@ -730,7 +744,12 @@ def _icmp_type_of(value: str, table: tuple[tuple[str, str], ...], any_type: bool
     kind_text, slash, code_text = value.partition("/")
     kind = _c_uint(kind_text, _U8)
     if any_type and kind == _U8:
-        return "any"  # libxt_icmp prints type 255 as "any", whatever the code
+        if slash:
+            # Type 255 with one code is not "any" (every code) for iptables -C,
+            # but iptables up to 1.8.10 prints it as "any" and 1.8.11 as 255/N:
+            # no form to compare it with.
+            raise Unsupported(value)
+        return "any"  # type 255 alone is every code: the rule "any"
     return f"{kind}/{_c_uint(code_text, _U8)}" if slash else str(kind)
 
 
@@ -1248,6 +1267,182 @@ def _finish_tproxy(options: Options, proto: Protocol) -> None:
     options.setdefault("--tproxy-mark", (False, ("0x0/0x0",)))
 
 
+# -- checks: what check_rule refuses --------------------------------------------------------------
+#
+# Normalizers say what iptables prints and shrug (Unsupported) at what they do
+# not know. Checks are stricter and narrower: each refuses only values that
+# iptables 1.8.9 refuses, or takes and prints in a form that is not the rule
+# written (a reversed range, a udp port it wraps to 0), so a rule holding one
+# could never be written, or never be found once written. Anything else
+# passes, names iptables resolves (services) included.
+
+_PORT_HELP = "a port is a number from 0 to 65535 or a service name from /etc/services"
+
+
+@functools.lru_cache(maxsize=1024)
+def _service_port(name: str) -> int | None:
+    """The port of a service name of any protocol, or None when the machine
+    knows no such service (as getservbyname, case and all)."""
+    try:
+        return socket.getservbyname(name)
+    except (OSError, UnicodeError):
+        return None
+
+
+def _checked_port(text: str, decimal: bool) -> int:
+    """A port as iptables reads it: a C number (``decimal``: a decimal
+    number, as getaddrinfo reads it) up to 65535, or a service name."""
+    if decimal:
+        match = _DECIMAL_PORT.fullmatch(text)
+        number = int(match.group(1)) if match is not None else None
+    else:
+        read = _c_prefix(text)
+        number = read[0] if read is not None and not read[1] else None
+    if number is not None:
+        if number > _U16:
+            raise Refused(f"port {number} is out of range: {_PORT_HELP}")
+        return number
+    port = _service_port(text)
+    if port is None:
+        raise Refused(f"{text!r} is not a port: {_PORT_HELP}")
+    return port
+
+
+def _in_order(first: int, last: int, low: str, high: str) -> None:
+    if first > last:
+        raise Refused(f"a reversed range ({low} > {high}): write it from low to high, {high}:{low}")
+
+
+def _check_ports(decimal: bool) -> Checker:
+    """tcp and sctp (``decimal`` False: C numbers) or udp and conntrack
+    (``decimal``: getaddrinfo) ports: ``a``, ``a:b``, ``:b``, ``a:``."""
+
+    def check(values: Values, proto: Protocol) -> None:
+        text = values[0]
+        if decimal and text.count(":") > 1:
+            raise Refused("more than one ':': a range is low:high")
+        low, colon, high = text.partition(":")
+        first = _checked_port(low, decimal) if low or not colon else 0
+        if colon:
+            last = _checked_port(high, decimal) if high else _U16
+            _in_order(first, last, low, high)
+
+    return check
+
+
+def _check_multiport(values: Values, proto: Protocol) -> None:
+    """multiport: up to 15 ports, each range ``a:b`` with a <= b counting two."""
+    count = 0
+    for part in values[0].split(","):
+        low, colon, high = part.partition(":")
+        first = _checked_port(low, False)
+        count += 1
+        if colon:
+            # (iptables also refuses a range of one port, "3:3"; that one is
+            # left to it: it refuses it out loud, and nothing else is harmed.)
+            _in_order(first, _checked_port(high, False), low, high)
+            count += 1
+    if count > 15:
+        raise Refused(f"{count} ports: multiport takes at most 15 (a range counts two)")
+
+
+def _check_ordered(maximum: int) -> Checker:
+    """A range of numbers ``a:b`` (--length, --ctexpire): refused reversed."""
+
+    def check(values: Values, proto: Protocol) -> None:
+        low, colon, high = values[0].partition(":")
+        if not (colon and low and high):
+            return
+        try:
+            first, last = _c_uint(low, maximum), _c_uint(high, maximum)
+        except Unsupported:
+            return  # not ours to judge
+        _in_order(first, last, low, high)
+
+    return check
+
+
+def _check_ctproto(values: Values, proto: Protocol) -> None:
+    try:
+        number = _protocol_number(values[0])
+    except Unsupported:
+        return
+    if number == 0:
+        raise Refused(
+            "protocol 0 is no protocol: no connection has it, so the rule matches "
+            "nothing (or, negated, everything); leave --ctproto out to match any protocol"
+        )
+
+
+_tcp_ports, _gai_checked = _check_ports(False), _check_ports(True)
+
+
+_DOTTED = re.compile(r"\d+(?:\.\d+){1,3}")
+
+
+def check_address(value: str, proto: Protocol) -> None:
+    """Refuse an ``-s``/``-d`` value iptables refuses or splits: several
+    addresses, an address of the other family, a mask out of range, a
+    dotted quad that is no address. Host names pass: iptables resolves them.
+
+    >>> check_address("10.0.0.0/33", Protocol.IPV4)
+    Traceback (most recent call last):
+    ...
+    aioiptables.extensions.Refused: mask '33' is not a prefix length from 0 to 32 or a dotted mask
+    """
+    if proto is Protocol.IPV4:
+        match = _V4.fullmatch(value)
+        if match is not None and max(map(int, match.groups("0"))) <= 255 and int(match[5] or 0) <= 32:
+            return  # the common case: a dotted quad, perhaps with a prefix length
+    if "," in value:
+        raise Refused(
+            "several addresses: iptables adds one rule per address, so the rule could "
+            "never be found as written; make one Rule per address"
+        )
+    host, slash, mask = value.rpartition("/") if "/" in value else (value, "", "")
+    if proto is Protocol.IPV4 and ":" in host:
+        raise Refused("an IPv6 address in an IPv4 rule: make it an IPv6 rule (ip6tables)")
+    if proto is Protocol.IPV6 and _DOTTED.fullmatch(host):
+        raise Refused("an IPv4 address in an IPv6 rule: make it an IPv4 rule (iptables)")
+    if slash:
+        try:
+            _parse_mask(mask, proto, _XTABLES)
+        except Unsupported:
+            other = "a dotted mask" if proto is Protocol.IPV4 else "an IPv6 mask"
+            raise Refused(
+                f"mask {mask!r} is not a prefix length from 0 to {_width(proto)} or {other}"
+            ) from None
+    try:
+        _parse_host(host, proto, _XTABLES)
+    except Unsupported:
+        if proto is Protocol.IPV4 and _DOTTED.fullmatch(host):
+            raise Refused(f"{host!r} is not an IPv4 address: four numbers from 0 to 255") from None
+        if proto is Protocol.IPV6 and ":" in host and "%" not in host:
+            raise Refused(f"{host!r} is not an IPv6 address") from None
+
+
+def check_interface(value: str, proto: Protocol) -> None:
+    """Refuse an ``-i``/``-o`` value iptables refuses (longer than 15 bytes)
+    or prints so that it reads back as other tokens (a blank)."""
+    if len(value.encode("utf-8", "surrogatepass")) > 15:
+        raise Refused("an interface name is at most 15 bytes long (IFNAMSIZ)")
+    if any(char.isspace() for char in value):
+        raise Refused(
+            "an interface name cannot hold a blank (the kernel allows none, and "
+            "iptables prints the name unquoted, so it would read back as two tokens)"
+        )
+
+
+def check_protocol(value: str, proto: Protocol) -> None:
+    """Refuse a ``-p`` value iptables does not know."""
+    try:
+        normalize_protocol(value, proto)
+    except Unsupported:
+        raise Refused(
+            "unknown protocol: a number from 0 to 255, 'all', or a name from /etc/protocols"
+        ) from None
+
+
 # -- the extensions ------------------------------------------------------------------------------
 
 _u8, _u16, _u32, _u64 = _uint(_U8), _uint(_U16), _uint(_U32), _uint(_U64)
@@ -1263,8 +1458,8 @@ _MATCH_LIST = [
     Extension(
         "tcp",
         (
-            Option("--sport", ("--source-port",), normalize=_ports_for("tcp")),
-            Option("--dport", ("--destination-port",), normalize=_ports_for("tcp")),
+            Option("--sport", ("--source-port",), normalize=_ports_for("tcp"), check=_tcp_ports),
+            Option("--dport", ("--destination-port",), normalize=_ports_for("tcp"), check=_tcp_ports),
             Option("--tcp-option", normalize=_u8),
             Option("--tcp-flags", nargs=2, normalize=_tcp_flags),
             Option("--syn", nargs=0),
@@ -1275,8 +1470,8 @@ _MATCH_LIST = [
     Extension(
         "udp",
         (
-            Option("--sport", ("--source-port",), normalize=_gai_ports),
-            Option("--dport", ("--destination-port",), normalize=_gai_ports),
+            Option("--sport", ("--source-port",), normalize=_gai_ports, check=_gai_checked),
+            Option("--dport", ("--destination-port",), normalize=_gai_ports, check=_gai_checked),
         ),
         finish=_finish_udp,
         mergeable=True,
@@ -1284,8 +1479,8 @@ _MATCH_LIST = [
     Extension(
         "sctp",
         (
-            Option("--sport", ("--source-port",), normalize=_ports_for("sctp")),
-            Option("--dport", ("--destination-port",), normalize=_ports_for("sctp")),
+            Option("--sport", ("--source-port",), normalize=_ports_for("sctp"), check=_tcp_ports),
+            Option("--dport", ("--destination-port",), normalize=_ports_for("sctp"), check=_tcp_ports),
         ),
     ),
     Extension("icmp", (Option("--icmp-type", normalize=_icmp_type),)),
@@ -1293,9 +1488,9 @@ _MATCH_LIST = [
     Extension(
         "multiport",
         (
-            Option("--sports", ("--source-ports",), normalize=_multiport),
-            Option("--dports", ("--destination-ports",), normalize=_multiport),
-            Option("--ports", normalize=_multiport),
+            Option("--sports", ("--source-ports",), normalize=_multiport, check=_check_multiport),
+            Option("--dports", ("--destination-ports",), normalize=_multiport, check=_check_multiport),
+            Option("--ports", normalize=_multiport, check=_check_multiport),
         ),
     ),
     Extension("state", (Option("--state", normalize=_set_of(_CT_STATES[:5])),)),
@@ -1303,17 +1498,17 @@ _MATCH_LIST = [
         "conntrack",
         (
             Option("--ctstate", normalize=_set_of(_CT_STATES)),
-            Option("--ctproto", normalize=_ct_protocol),
+            Option("--ctproto", normalize=_ct_protocol, check=_check_ctproto),
             Option("--ctorigsrc", normalize=_one(_host_mask)),
             Option("--ctorigdst", normalize=_one(_host_mask)),
             Option("--ctreplsrc", normalize=_one(_host_mask)),
             Option("--ctrepldst", normalize=_one(_host_mask)),
-            Option("--ctorigsrcport", normalize=_gai_ports),
-            Option("--ctorigdstport", normalize=_gai_ports),
-            Option("--ctreplsrcport", normalize=_gai_ports),
-            Option("--ctrepldstport", normalize=_gai_ports),
+            Option("--ctorigsrcport", normalize=_gai_ports, check=_gai_checked),
+            Option("--ctorigdstport", normalize=_gai_ports, check=_gai_checked),
+            Option("--ctreplsrcport", normalize=_gai_ports, check=_gai_checked),
+            Option("--ctrepldstport", normalize=_gai_ports, check=_gai_checked),
             Option("--ctstatus", normalize=_set_of(_CT_STATUS, empty="NONE")),
-            Option("--ctexpire", normalize=_uint_range(_U32)),
+            Option("--ctexpire", normalize=_uint_range(_U32), check=_check_ordered(_U32)),
             Option("--ctdir", normalize=_upper),
         ),
         finish=_finish_conntrack,
@@ -1435,7 +1630,7 @@ _MATCH_LIST = [
         ),
         finish=_finish_string,
     ),
-    Extension("length", (Option("--length", normalize=_uint_range(_U16)),)),
+    Extension("length", (Option("--length", normalize=_uint_range(_U16), check=_check_ordered(_U16)),)),
     Extension(
         "connlimit",
         (

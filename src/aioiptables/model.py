@@ -7,8 +7,9 @@ refused before any process runs and nothing can be half-applied because of it.
 from __future__ import annotations
 
 import enum
+import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -63,8 +64,23 @@ _VERDICTS = frozenset(
 )
 # XT_EXTENSION_MAXNAMELEN is 29 with the terminating NUL.
 _MAX_CHAIN_LEN = 28
-# Control characters (NUL, newline, DEL...) would end or split a restore line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (NUL, newline, DEL...) would end or split a restore line;
+# lone surrogates (os.fsdecode's stand-ins for bytes that are not UTF-8) cannot
+# be written to iptables at all.
+_UNWRITABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _unwritable(text: str) -> str | None:
+    """Why ``text`` cannot be written to iptables, or None."""
+    found = _UNWRITABLE.search(text)
+    if found is None:
+        return None
+    if found.group() >= "\ud800":
+        return (
+            "must be UTF-8 text: it holds a lone surrogate (bytes that are not UTF-8, "
+            "as os.fsdecode gives them), which iptables cannot be given"
+        )
+    return "must not hold control characters"
 
 
 def validate_table(table: str) -> str:
@@ -79,27 +95,43 @@ def validate_chain_name(name: str) -> str:
     no whitespace or quotes, not starting with ``-`` or ``!``."""
     if not isinstance(name, str):
         raise InvalidRuleError("chain", name, "must be a string")
+    _valid_chain_name(name)
+    return name
+
+
+# Rules name a few chains many times over: each name is checked once.
+@functools.lru_cache(maxsize=4096)
+def _valid_chain_name(name: str) -> None:
+    why = _unwritable(name)
+    if why is not None and "surrogate" in why:
+        raise InvalidRuleError("chain", name, why)
     # iptables counts bytes, not characters.
-    if not 1 <= len(name.encode("utf-8", "surrogatepass")) <= _MAX_CHAIN_LEN:
+    if not 1 <= len(name.encode("utf-8")) <= _MAX_CHAIN_LEN:
         raise InvalidRuleError("chain", name, f"must be 1 to {_MAX_CHAIN_LEN} bytes long")
-    if _CONTROL.search(name) or any(c.isspace() or c in "\"'\\" for c in name):
+    if why is not None or any(c.isspace() or c in "\"'\\" for c in name):
         raise InvalidRuleError("chain", name, "must not hold whitespace, quotes or control characters")
     if name[0] in "-!":
         raise InvalidRuleError("chain", name, "must not start with '-' or '!'")
-    return name
 
 
 def validate_spec(spec: Iterable[str]) -> tuple[str, ...]:
     """Return ``spec`` as a tuple of tokens, refusing anything that is not a
-    string or that holds a control character (NUL, newline, ...)."""
+    string, that holds a control character (NUL, newline, ...) or a lone
+    surrogate (bytes that are not UTF-8, as ``os.fsdecode`` gives them)."""
     if isinstance(spec, str):
         raise InvalidRuleError("spec", spec, "must be a sequence of tokens, not one string")
     tokens = tuple(spec)
-    for token in tokens:
-        if not isinstance(token, str):
-            raise InvalidRuleError("spec token", token, "must be a string")
-        if _CONTROL.search(token):
-            raise InvalidRuleError("spec token", token, "must not hold control characters")
+    try:
+        joined = "".join(tokens)  # one search for the whole spec: Rule() is on the hot path
+    except TypeError:
+        joined = "\x00"
+    if _UNWRITABLE.search(joined) is not None:
+        for token in tokens:
+            if not isinstance(token, str):
+                raise InvalidRuleError("spec token", token, "must be a string")
+            why = _unwritable(token)
+            if why is not None:
+                raise InvalidRuleError("spec token", token, why)
     return tokens
 
 
@@ -121,12 +153,27 @@ def _proto(value: Protocol) -> Protocol:
     return value
 
 
+# parse.check_rule for tokens validate_spec has passed, bound on first use:
+# the parser sits above the model.
+_check_rule: Callable[[tuple[str, ...], Protocol], None] | None = None
+
+
+def _load_check_rule() -> Callable[[tuple[str, ...], Protocol], None]:
+    global _check_rule
+    from .parse import _check
+
+    _check_rule = _check
+    return _check
+
+
 @dataclass(frozen=True, init=False)
 class Rule:
     """One rule: ``spec`` appended to (or inserted into) ``chain`` of ``table``.
 
     ``spec`` is the list of argv tokens after the chain, exactly as you would
     pass them to iptables; it is stored as a tuple, so rules are hashable.
+    It is checked when the rule is built (:func:`~aioiptables.parse.check_rule`):
+    bad input raises :class:`InvalidRuleError` naming the option and value.
 
     >>> r = Rule.ipv4("nat", "KILO-NAT", "-s", "10.4.0.0/16", "-j", "MASQUERADE")
     >>> str(r)
@@ -139,10 +186,32 @@ class Rule:
     proto: Protocol = Protocol.IPV4
 
     def __init__(self, table: str, chain: str, spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> None:
+        self._fill(table, chain, spec, proto)
+        (_check_rule or _load_check_rule())(self.spec, self.proto)
+
+    def _fill(self, table: str, chain: str, spec: Iterable[str], proto: Protocol) -> None:
         object.__setattr__(self, "table", validate_table(table))
         object.__setattr__(self, "chain", validate_chain_name(chain))
         object.__setattr__(self, "spec", validate_spec(spec))
         object.__setattr__(self, "proto", _proto(proto))
+
+    @classmethod
+    def from_printed(
+        cls, table: str, chain: str, spec: Iterable[str], proto: Protocol = Protocol.IPV4
+    ) -> Rule:
+        """A rule as iptables printed it (in a listing or iptables-save
+        output): its table, chain and tokens are validated, but it is not put
+        through :func:`~aioiptables.parse.check_rule`, because iptables
+        prints some rules in forms it would not take as input (a reversed udp
+        port range, from iptables 1.8.9), and a rule read from a listing must
+        stay usable (to delete it, say).
+
+        >>> Rule.from_printed("filter", "INPUT", ["-p", "udp", "-m", "udp", "--dport", "5:3"]).spec
+        ('-p', 'udp', '-m', 'udp', '--dport', '5:3')
+        """
+        rule = object.__new__(cls)
+        rule._fill(table, chain, spec, proto)
+        return rule
 
     @classmethod
     def ipv4(cls, table: str, chain: str, *spec: str) -> Rule:

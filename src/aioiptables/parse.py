@@ -2,13 +2,24 @@
 
 Everything here is a pure function of strings. :func:`rule_key` is the one
 place that decides when two specs are the same rule; the cache and the planner
-compare rules only through it.
+compare rules only through it. :func:`check_rule` is the one place that
+refuses a spec before anything runs.
+
+Foreign lines never break a read. iptables prints a rule whose comment holds
+a newline on two lines (or more); the reader joins them back (see
+:func:`rule_records`). A rule it still cannot read, or that holds a control
+character (which no rule of ours can: :func:`~aioiptables.model.validate_spec`
+refuses them), is kept as an *opaque* spec, ``(OPAQUE, text)``: its key holds
+:data:`OPAQUE`, which starts with a NUL, so it can never equal the key of a
+rule anyone can write, nor reach iptables-restore (which the client refuses
+NUL for). It still counts as a rule of its chain, so positions stay right.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -18,14 +29,27 @@ from .extensions import (
     MATCHES,
     TARGETS,
     Extension,
+    Option,
     Options,
+    Refused,
     Unsupported,
+    check_address,
+    check_interface,
+    check_protocol,
     normalize_address,
     normalize_protocol,
     verbatim,
 )
-from .model import Protocol, Rule
-from .syntax import split_line
+from .model import Protocol, Rule, validate_spec
+from .syntax import (
+    BAD,
+    CLOSED,
+    OPEN,
+    printed_state,
+    scan_printed,
+    split_line,
+    split_printed,
+)
 
 __all__ = [
     "RuleKey",
@@ -38,6 +62,10 @@ __all__ = [
     "Canonical",
     "canonicalize",
     "analyze",
+    "check_rule",
+    "not_understood",
+    "rule_records",
+    "OPAQUE",
 ]
 
 #: What two rules must share to be the same rule.
@@ -51,6 +79,20 @@ def rule_key(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> RuleKey:
     spelled.
     """
     return analyze(tuple(spec), proto).tokens
+
+
+#: The first token of an opaque spec, ``(OPAQUE, text)``: a rule read from a
+#: listing that cannot be split into tokens, or that holds a control character.
+#: It starts with a NUL, which no token of a Rule can hold, so an opaque key
+#: never equals the key of a rule anyone can write.
+OPAQUE = "\x00opaque"
+
+
+def _key(spec: tuple[str, ...], proto: Protocol) -> RuleKey:
+    if spec and spec[0] == OPAQUE:
+        return spec
+    # analyze() inlined: this runs once per rule of every table read.
+    return (_by_groups(spec, proto) or _read(spec, proto)).tokens
 
 
 @dataclass(frozen=True)
@@ -72,8 +114,7 @@ class ChainListing:
         """The :func:`rule_key` of every rule, in chain order (worked out on
         first use: a snapshot holds many chains nobody asks about)."""
         proto = self.proto
-        # analyze() inlined: this runs once per rule of every table read.
-        return tuple((_by_groups(spec, proto) or _read(spec, proto)).tokens for spec in self.specs)
+        return tuple([_key(spec, proto) for spec in self.specs])
 
     @functools.cached_property
     def _key_set(self) -> frozenset[RuleKey]:
@@ -85,19 +126,134 @@ class ChainListing:
 
 
 def parse_listing(lines: Iterable[str], chain: str) -> tuple[tuple[str, ...], ...]:
-    """The rule specs of ``chain`` from ``-S`` (or save) lines, in order.
+    """The rule specs of ``chain`` from ``-S`` (or save) lines, in order; a
+    rule that cannot be read is an opaque spec (see the module's doc).
 
     >>> parse_listing(["-N X", '-A X -m comment --comment "a b" -j ACCEPT'], "X")
     (('-m', 'comment', '--comment', 'a b', '-j', 'ACCEPT'),)
+    >>> parse_listing(['-A X -m comment --comment "a', 'b" -j DROP', "-A X -j ACCEPT"], "X")
+    (('\\x00opaque', '-A X -m comment --comment "a\\nb" -j DROP'), ('-j', 'ACCEPT'))
     """
-    specs = []
-    for line in lines:
-        if not line.startswith("-A "):
-            continue
-        tokens = split_line(line)
-        if len(tokens) >= 2 and tokens[1] == chain:
-            specs.append(tuple(tokens[2:]))
-    return tuple(specs)
+    return tuple([_printed_spec(record) for record in rule_records(lines, chain)])
+
+
+def rule_records(lines: Iterable[str], chain: str) -> tuple[str, ...]:
+    """The text of each rule of ``chain`` in ``-S`` (or save) lines, in the
+    order and number of :func:`parse_listing`'s specs: a rule iptables
+    printed on several lines (a value holding a newline) is one record, its
+    lines joined by newlines.
+
+    >>> rule_records(['-A X -m comment --comment "a', 'b" -j DROP', "-A X -j ACCEPT"], "X")
+    ('-A X -m comment --comment "a\\nb" -j DROP', '-A X -j ACCEPT')
+    """
+    head = f"-A {chain}"
+    prefix = head + " "
+    return tuple([record for record in _records(list(lines)) if record.startswith(prefix) or record == head])
+
+
+# -- printed lines to records --------------------------------------------------------------------
+
+# Lines that start a record of their own; any other line goes on with the rule
+# before it (a raw value, such as an interface name, held a newline).
+_RECORD_HEADS = ("-A ", "-I ", "-N ", "-P ", ":", "*", "#", "COMMIT")
+# How far past a rule's first line a quoted value is followed before giving up
+# (a comment is at most 255 bytes, so it prints in well under 1,000 characters).
+_LOOKAHEAD = 4096
+# Tokens no rule of ours can hold: such a rule is kept opaque.
+_UNWRITABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printed_spec(record: str) -> tuple[str, ...]:
+    """The spec of one ``-A CHAIN ...`` record, or an opaque spec."""
+    tokens = split_printed(record)
+    if tokens is None or (not record.isprintable() and _UNWRITABLE.search(record) is not None):
+        return (OPAQUE, record)
+    return tuple(tokens[2:])
+
+
+def _records(lines: Sequence[str]) -> Iterator[str]:
+    """Printed lines as records: each line, except that a rule printed on
+    several lines comes as one, joined by newlines.
+
+    A rule goes on on the next line when it ends inside a quoted value (a
+    comment holding a newline), or when the next line does not start a
+    record (a raw value holding a newline). A quoted value is followed only
+    as far as it closes where iptables would close it (before a blank or the
+    end of a line), within :data:`_LOOKAHEAD` characters: otherwise the rule
+    is its first line (and any lines that cannot start a record), read as
+    opaque, and the lines after it are read as they are.
+    """
+    count = len(lines)
+    i = 0
+    while i < count:
+        line = lines[i]
+        i += 1
+        if line.startswith("-A ") and _goes_on(line, lines[i] if i < count else ""):
+            line, i = _gather(lines, i - 1)
+        yield line
+
+
+def _goes_on(line: str, after: str) -> bool:
+    """Whether the rule printed on ``line`` goes on on the lines after it."""
+    if after and not after.startswith("-A ") and not after.startswith(_RECORD_HEADS):
+        return True
+    # An even number of quotes and no escape: closed, but for raw values
+    # that start with a quote (see split_printed).
+    return '"' in line and (line.count('"') % 2 == 1 or "\\" in line) and printed_state(line) == OPEN
+
+
+def _gather(lines: Sequence[str], i: int) -> tuple[str, int]:
+    """The record that starts at ``lines[i]``, and the index after it."""
+    count = len(lines)
+    parts = [lines[i]]
+    i += 1
+    inside = printed_state(parts[0]) == OPEN  # inside a quoted value
+    while True:
+        if inside:
+            end = _closing(lines, i)
+            if end is not None:
+                parts += lines[i:end]
+                i, inside = end, False
+        if i >= count or not lines[i] or lines[i].startswith(_RECORD_HEADS):
+            return "\n".join(parts), i
+        line = lines[i]
+        parts.append(line)
+        i += 1
+        # The newline was inside a value: the line goes on with it ("x" stands
+        # for the value so far, so a quote at the start of the line is in a word).
+        inside = (_quoted_tail(line) if inside else printed_state("x" + line)) == OPEN
+
+
+def _closing(lines: Sequence[str], start: int) -> int | None:
+    """The index after the line that closes a quoted value open at the end
+    of ``lines[start - 1]`` (and any value opened after it), or None."""
+    budget = _LOOKAHEAD
+    for j in range(start, len(lines)):
+        budget -= len(lines[j]) + 1
+        if budget < 0:
+            return None
+        state = _quoted_tail(lines[j])
+        if state != OPEN:
+            return j + 1 if state == CLOSED else None
+    return None
+
+
+def _quoted_tail(text: str) -> int:
+    """:func:`~aioiptables.syntax.scan_printed`'s verdict on ``text`` read
+    from inside a quoted value."""
+    i, size = 0, len(text)
+    while i < size:
+        char = text[i]
+        if char == "\\":
+            i += 2
+        elif char == '"':
+            rest = text[i + 1 :]
+            if rest and rest[0] != " ":
+                return BAD
+            return scan_printed(rest)[0]
+        else:
+            i += 1
+    return OPEN
 
 
 # -- canonical forms -----------------------------------------------------------------------------
@@ -185,7 +341,10 @@ def canonicalize(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> tuple[
 
 
 def analyze(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> Canonical:
-    """:func:`canonicalize`, also saying whether every token was understood."""
+    """:func:`canonicalize`, also saying whether every token was understood.
+    An opaque spec (see :data:`OPAQUE`) is its own form, never understood."""
+    if spec and spec[0] == OPAQUE:
+        return Canonical(spec, False)
     return _by_groups(spec, proto) or _read(spec, proto)
 
 
@@ -346,9 +505,11 @@ class _Malformed(Exception):
 class _Reader:
     """Reads a spec the way iptables' option parser does."""
 
-    def __init__(self, spec: tuple[str, ...], proto: Protocol) -> None:
+    def __init__(self, spec: tuple[str, ...], proto: Protocol, notes: list[str] | None = None) -> None:
         self.spec = spec
         self.proto = proto
+        #: When a list, what was not understood is described in it (not_understood).
+        self.notes = notes
         self.base: dict[str, tuple[bool, str]] = {}
         self.loaded: list[_Part] = []  # matches and target, in the order loaded
         self.target: _Part | None = None
@@ -488,6 +649,10 @@ class _Reader:
             holder = self.loaded[-1] if self.loaded else self._orphans()
             holder.exact = False
             holder.raw += ["!", given] if negated else [given]
+            if given.startswith("-"):
+                self._note(f"{given} (an option of no extension loaded here that this library knows)")
+            elif len(holder.raw) < 2 or not holder.raw[-2].startswith("-"):
+                self._note(f"{given} (a word where an option must be)")  # else the value of the one before
             return i + 1
         option = part.ext.by_flag[token]
         if inline is None:
@@ -501,14 +666,20 @@ class _Reader:
             raise _Malformed
         if option.name in part.options:
             part.exact = False
+            self._note(f"{token} (given twice)")
         elif part.exact:
             try:
                 if option.normalize is not None:
                     values = option.normalize(values, self.proto)
             except Unsupported:
                 part.exact = False
+                self._note(f"{token} {' '.join(values)} (a value not read here)")
             part.options[option.name] = (negated, values)
         return i + step
+
+    def _note(self, what: str) -> None:
+        if self.notes is not None:
+            self.notes.append(what)
 
     def _orphans(self) -> _Part:
         part = _Part("", "", None)
@@ -522,8 +693,12 @@ class _Reader:
             if part.exact and part.ext is not None and part.ext.finish is not None:
                 try:
                     part.ext.finish(part.options, self.proto)
-                except Unsupported:
+                except Unsupported as why:
                     part.exact = False
+                    self._note(f"{part.flag} {part.name} ({why}: a combination not read here)")
+            elif not part.exact and part.flag and part.ext is None:
+                kind = "match" if part.flag == "-m" else "target"
+                self._note(f"{part.flag} {part.name} (a {kind} this library does not know)")
             self.exact = self.exact and part.exact
         for part in _merged(matches):
             tokens += part.tokens() if part.flag else part.raw
@@ -543,6 +718,7 @@ class _Reader:
                 value = self._base_value(flag, given, negated)
             except Unsupported:
                 self.exact = False
+                self._note(f"{flag} {given} (a value not read here)")
             if value is None:
                 continue
             head = ["!", flag] if negated else [flag]
@@ -604,12 +780,251 @@ def _merged(matches: list[_Part]) -> list[_Part]:
     return result
 
 
+# -- refusing bad input -------------------------------------------------------------------------
+
+_BLANK = re.compile(r"\s")
+_FAMILY = {"-4": Protocol.IPV4, "--ipv4": Protocol.IPV4, "-6": Protocol.IPV6, "--ipv6": Protocol.IPV6}
+_BASE_CHECKS = {"-s": check_address, "-d": check_address, "-i": check_interface, "-o": check_interface}
+#: An extension that may own an option: one this library does not know.
+_UNKNOWN = Extension("?")
+
+
+def check_rule(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> None:
+    """Refuse a spec that iptables would refuse, or would take in a way that
+    no listing could show as the rule written, by raising
+    :class:`~aioiptables.errors.InvalidRuleError` naming the option (or
+    token) and the value, and saying what to write instead.
+
+    It refuses: a port that is no number up to 65535 and no service name of
+    /etc/services (``--dport``, ``--sport``, multiport, conntrack ports); a
+    reversed range (``--dport 5:3``, ``--length 200:100``: iptables 1.8.9
+    takes some and prints them as given, newer ones refuse them); ``--ctproto
+    0``; an ``-s``/``-d`` of the other family, with a bad mask, or holding
+    several addresses (iptables makes one rule of each); ``-4``/``-6``
+    (iptables-restore skips the line when they do not match the table's
+    family; when they match they say nothing); a whole rule in one token
+    (``"-s 10.0.0.0/8 -j ACCEPT"``); an unknown protocol; an interface name
+    longer than 15 bytes or holding a blank; a word where an option must be.
+
+    Anything it is not sure of passes: it reads options as iptables does,
+    and after an option it does not know (of an extension it does not know),
+    it cannot tell values from options, so it refuses nothing more of the
+    rule's shape. The tokens are validated first (strings, no control
+    characters, UTF-8). Checks are cached: the same spec costs a lookup.
+
+    >>> check_rule(("-p", "tcp", "--dport", "5:3"))
+    Traceback (most recent call last):
+    ...
+    aioiptables.errors.InvalidRuleError: invalid --dport value '5:3': a reversed range (5 > 3): \
+write it from low to high, 3:5
+    """
+    _check(validate_spec(spec), proto)
+
+
+@functools.lru_cache(maxsize=32768)
+def _check(spec: tuple[str, ...], proto: Protocol) -> None:
+    loaded: list[Extension] = []  # in the order loaded; _UNKNOWN for what we do not know
+    protocol: str | None = None  # what -p named, when not negated
+    lost = False  # after an option we do not know: its values look like options
+    negated = False
+    i, count = 0, len(spec)
+    while i < count:
+        token = spec[i]
+        i += 1
+        # The common tokens first, spelled as they are printed.
+        flag = _BASE.get(token)
+        if flag is not None:
+            if flag != "-f":
+                if i >= count:
+                    return  # iptables says the value is missing
+                _check_base(token, flag, spec[i], proto)
+                if flag == "-p" and not negated:
+                    protocol = normalize_protocol(spec[i], proto)
+                i += 1
+            lost = negated = False
+            continue
+        head = _LOADERS.get(token)
+        if head is not None:
+            name = spec[i] if i < count else ""
+            i += 1
+            loaded.append(_loaded(head, name))
+            lost = negated = False
+            continue
+        if token == "!":
+            negated = True
+            continue
+        option = _option_of(token, loaded, protocol, proto)
+        if option is not None:
+            i = _check_option(option, token, spec[i : i + option.nargs], proto, i + option.nargs)
+            lost = negated = False
+            continue
+        # Everything else: --option=value, abbreviations, -4/-6, stray words.
+        name, inline = token, None
+        if token.startswith("--") and "=" in token:
+            name, _, inline = token.partition("=")  # getopt's --option=value
+        if not lost and token[:1] in ("-", "!") and _has_blank(name):
+            raise _one_token_rule(token)
+        if name.startswith("--"):
+            name = _long_option(name, loaded, protocol, proto)
+        if name in _FAMILY:
+            raise _family_error(name, proto)
+        flag, head = _BASE.get(name), _LOADERS.get(name)
+        option = None if flag or head else _option_of(name, loaded, protocol, proto)
+        if flag is not None or head is not None or option is not None:
+            nargs = 0 if flag == "-f" else 1 if option is None else option.nargs
+            values = spec[i : i + nargs] if inline is None else (inline, *spec[i : i + nargs - 1])
+            i += nargs if inline is None else max(nargs - 1, 0)
+            if flag is not None and values:
+                _check_base(token, flag, values[0], proto)
+                if flag == "-p" and not negated:
+                    protocol = normalize_protocol(values[0], proto)
+            elif head is not None:
+                loaded.append(_loaded(head, values[0] if values else ""))
+            elif option is not None:
+                _check_option(option, token, values, proto, i)
+            lost = negated = False
+            continue
+        if name in _COUNTERS:
+            i += 2
+            continue
+        if not lost and not token.startswith(("-", "!")):
+            raise InvalidRuleError(
+                "spec token",
+                token,
+                "is not an option, nor the value of the option before it (iptables refuses it: "
+                "'Bad argument'); a value belongs right after its option, one value per option",
+            )
+        lost, negated = True, False
+
+
+_LOADERS = {"-m": "-m", "--match": "-m", "-j": "-j", "--jump": "-j", "-g": "-g", "--goto": "-g"}
+
+
+def _loaded(head: str, name: str) -> Extension:
+    """The extension ``-m NAME``, ``-j NAME`` or ``-g NAME`` loads."""
+    if head == "-m":
+        return MATCHES.get(name, _UNKNOWN)
+    if head == "-g":
+        return _JUMP_TO_CHAIN
+    return TARGETS.get(name, _UNKNOWN)  # else a chain, or a target we do not know
+
+
+def _check_base(token: str, flag: str, value: str, proto: Protocol) -> None:
+    try:
+        _BASE_CHECKS.get(flag, check_protocol)(value, proto)
+    except Refused as why:
+        raise InvalidRuleError(f"{token} value", value, str(why)) from None
+
+
+def _check_option(option: Option, token: str, values: tuple[str, ...], proto: Protocol, after: int) -> int:
+    """Check an option's values; the index after them."""
+    if option.check is not None and len(values) == option.nargs:
+        try:
+            option.check(values, proto)
+        except Refused as why:
+            name = token.partition("=")[0]
+            raise InvalidRuleError(f"{name} value", " ".join(values), str(why)) from None
+    return after
+
+
+def _has_blank(name: str) -> bool:
+    return " " in name or "\t" in name or (not name.isascii() and _BLANK.search(name) is not None)
+
+
+def _option_of(name: str, loaded: list[Extension], protocol: str | None, proto: Protocol) -> Option | None:
+    """The option ``name`` is, as iptables finds it: in the extension loaded
+    last that has it, then in the match ``-p`` loads; None when none has it
+    or an extension we do not know could."""
+    for ext in reversed(loaded):
+        if ext is _UNKNOWN:
+            return None
+        option = ext.by_flag.get(name)
+        if option is not None:
+            return option
+    implicit = IMPLICIT.get((proto, protocol)) if protocol is not None else None
+    return implicit.by_flag.get(name) if implicit is not None else None
+
+
+def _long_option(name: str, loaded: list[Extension], protocol: str | None, proto: Protocol) -> str:
+    """The long option ``name`` abbreviates, as getopt reads it, or ``name``."""
+    if name in _GETOPT_BASE or _UNKNOWN in loaded:
+        return name
+    extensions = list(loaded)
+    implicit = IMPLICIT.get((proto, protocol)) if protocol is not None else None
+    if implicit is not None:
+        extensions.append(implicit)
+    if any(name in ext.by_flag for ext in extensions):
+        return name
+    meanings: dict[object, str] = {}
+    for full, meaning in _GETOPT_BASE.items():
+        if full.startswith(name):
+            meanings.setdefault(meaning, full)
+    for ext in extensions:
+        for flag, option in ext.by_flag.items():
+            if flag.startswith(name):
+                meanings.setdefault((ext.name, option.name), flag)
+    return next(iter(meanings.values())) if len(meanings) == 1 else name
+
+
+def _one_token_rule(token: str) -> InvalidRuleError:
+    try:
+        words = split_line(token)
+    except InvalidRuleError:
+        words = token.split()
+    return InvalidRuleError(
+        "spec token",
+        token,
+        "holds a whole rule (or several options) in one token; pass each word as its own token: "
+        + ", ".join(repr(word) for word in words),
+    )
+
+
+def _family_error(token: str, proto: Protocol) -> InvalidRuleError:
+    family = _FAMILY[token]
+    if family is proto:
+        why = (
+            f"says again that the rule is {proto.value}, which the Rule already says "
+            "(Rule.ipv4, Rule.ipv6): leave it out"
+        )
+    else:
+        why = (
+            f"says {family.value} in an {proto.value} rule: iptables-restore skips such a line "
+            f"without a word, so the rule would never be written; make it an {family.value} "
+            "rule instead, without this option"
+        )
+    return InvalidRuleError("option", token, why)
+
+
+def not_understood(spec: Iterable[str], proto: Protocol = Protocol.IPV4) -> tuple[str, ...]:
+    """What the canonicalizer keeps as text in ``spec``, one phrase per part
+    (empty when it understands every token): the parts where a listing may
+    print the rule otherwise than :func:`canonicalize` expects.
+
+    >>> not_understood(["-p", "tcp", "--dport", "80", "-m", "foo", "--bar", "1"])
+    ('-m foo (a match this library does not know)',)
+    """
+    spec = tuple(spec)
+    if spec and spec[0] == OPAQUE:
+        return ("the whole rule (it could not be read)",)
+    reader = _Reader(spec, proto, notes=[])
+    try:
+        reader.read()
+    except _Malformed:
+        return ("the rule as a whole (iptables would refuse it, or read it in a way not followed here)",)
+    return tuple(dict.fromkeys(reader.notes or ()))
+
+
 # -- whole lines and whole tables ----------------------------------------------------------------
 
 
 def parse_rule(line: str, table: str = "filter", proto: Protocol = Protocol.IPV4) -> Rule:
     """A :class:`Rule` from one ``-S`` or iptables-save line (``-A CHAIN ...``,
     or ``-I CHAIN [N] ...``), with iptables' quoting rules.
+
+    The rule is what iptables printed, so it is not put through
+    :func:`check_rule` (iptables prints some forms it would not take as
+    input, such as a reversed udp port range); the table, chain and tokens
+    are still validated.
 
     >>> parse_rule('-A INPUT -m comment --comment "a b" -j ACCEPT').spec
     ('-m', 'comment', '--comment', 'a b', '-j', 'ACCEPT')
@@ -620,7 +1035,7 @@ def parse_rule(line: str, table: str = "filter", proto: Protocol = Protocol.IPV4
     spec = tokens[2:]
     if tokens[0] in ("-I", "--insert") and spec and spec[0].isdigit():
         spec = spec[1:]
-    return Rule(table, tokens[1], spec, proto)
+    return Rule.from_printed(table, tokens[1], spec, proto)
 
 
 class TableSnapshot:
@@ -628,7 +1043,8 @@ class TableSnapshot:
 
     Reading a snapshot only sorts lines by chain; a chain's rules are split
     into tokens and canonicalized when that chain is first asked for, so a
-    large table costs little when only a few of its chains matter.
+    large table costs little when only a few of its chains matter. ``lines``
+    holds each chain's rule records (see :func:`rule_records`).
     """
 
     def __init__(
@@ -652,7 +1068,7 @@ class TableSnapshot:
             lines = self._lines.get(name)
             if lines is None:
                 return ChainListing(self.proto, self.table, name, exists=False)
-            specs = tuple([tuple(split_line(line)[2:]) for line in lines])
+            specs = tuple([_printed_spec(line) for line in lines])
             listing = self._listings[name] = ChainListing(self.proto, self.table, name, True, specs)
         return listing
 
@@ -663,15 +1079,27 @@ class TableSnapshot:
 
 
 def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSnapshot]:
-    """Every table in iptables-save output, by name."""
+    """Every table in iptables-save output, by name. Lines are split at
+    ``\\n`` only (a comment may hold U+2028), and a rule printed on several
+    lines is one rule (see :func:`rule_records`)."""
     tables: dict[str, TableSnapshot] = {}
     table = ""
     lines: dict[str, list[str]] = {}
     policies: dict[str, str] = {}
-    for line in text.split("\n"):
+    printed = text.split("\n")
+    count = len(printed)
+    i = 0
+    while i < count:
+        line = printed[i]
+        i += 1
         if line.startswith("-A "):
+            if _goes_on(line, printed[i] if i < count else ""):
+                line, i = _gather(printed, i - 1)
             end = line.find(" ", 3)
-            lines.setdefault(line[3:] if end < 0 else line[3:end], []).append(line)
+            chain = line[3:] if end < 0 else line[3:end]
+            if "\n" in chain:  # the rule's first line holds only its chain
+                chain = chain.partition("\n")[0]
+            lines.setdefault(chain, []).append(line)
         elif line.startswith(":"):
             name, _, rest = line[1:].partition(" ")
             lines.setdefault(name, [])

@@ -6,6 +6,11 @@ convention: tokens are separated by blanks; a token holding anything outside
 escaped by a backslash; inside quotes a backslash makes the next character
 literal. It imports only the errors, so the model can print rules and the parser
 can read them with the same two functions.
+
+What iptables *prints* follows a stricter shape than what iptables-restore
+*reads*, and :func:`split_printed` reads that shape: only some values
+(comments, log prefixes) are quoted, while others (interface and chain names)
+are printed raw whatever they hold, quotes, tabs and newlines included.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import re
 
 from .errors import InvalidRuleError
 
-__all__ = ["quote", "split_line", "join_tokens"]
+__all__ = ["quote", "split_line", "split_printed", "scan_printed", "printed_state", "join_tokens"]
 
 # Characters iptables prints without quoting (xtables_save_string).
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
@@ -141,3 +146,107 @@ def _split_slowly(line: str) -> list[str]:
     if in_token:
         tokens.append("".join(current))
     return tokens
+
+
+# Options whose value iptables prints raw, never quoted: a double quote at the
+# start of their value is part of it (a chain may be named '"x').
+_RAW_VALUES = frozenset({"-A", "-I", "-N", "-P", "-j", "-g", "-i", "-o"})
+
+#: What :func:`scan_printed` says of a text.
+CLOSED, OPEN, BAD = 0, 1, 2
+
+
+def split_printed(line: str) -> list[str] | None:
+    """Split a rule as ``iptables -S`` or iptables-save printed it; None when
+    the text cannot be what iptables printed (an unterminated quote, or a
+    closing quote glued to what follows).
+
+    iptables separates tokens by one blank and quotes some values (comments,
+    log prefixes): a quoted value starts with ``"`` and has ``"``, ``'`` and
+    ``\\`` escaped by a backslash. Other values (interface and chain names)
+    are printed raw, whatever they hold. So only a blank ends a token: a tab,
+    a newline or a double quote inside a raw value is part of it, and a quote
+    opens a quoted value only at the start of a token. A rule whose comment
+    holds a newline spans two lines; joined with a newline they read back as
+    one rule.
+
+    >>> split_printed('-A X -i a"b -m comment --comment "x\\ny z" -j ACCEPT')
+    ['-A', 'X', '-i', 'a"b', '-m', 'comment', '--comment', 'x\\ny z', '-j', 'ACCEPT']
+    >>> split_printed('-A X -m comment --comment "open') is None
+    True
+    """
+    if '"' not in line:
+        return list(filter(None, line.split(" ")))
+    quoted = _one_quoted_value(line)
+    if quoted is not None:
+        first, last = quoted
+        tokens = list(filter(None, line[:first].split(" ")))
+        tokens.append(line[first + 1 : last])
+        tokens += filter(None, line[last + 1 :].split(" "))
+        return tokens
+    state, tokens = scan_printed(line)
+    return tokens if state == CLOSED else None
+
+
+def printed_state(line: str) -> int:
+    """:func:`scan_printed`'s verdict alone (:data:`CLOSED`, :data:`OPEN` or
+    :data:`BAD`), quickly for the lines iptables prints most."""
+    if '"' not in line or _one_quoted_value(line) is not None:
+        return CLOSED
+    return scan_printed(line)[0]
+
+
+def _one_quoted_value(line: str) -> tuple[int, int] | None:
+    """Where the quotes are when ``line`` has the shape of nearly every quoted
+    line iptables prints: one quoted value standing alone (a comment, a log
+    prefix), without escapes; None for any other shape."""
+    first = line.find('"')
+    last = line.find('"', first + 1)
+    if last < 0 or line.find('"', last + 1) >= 0 or "\\" in line:
+        return None
+    if (first and line[first - 1] != " ") or (last + 1 < len(line) and line[last + 1] != " "):
+        return None
+    # Not the raw value of an option such as -j (every such option is two characters long).
+    if first >= 3 and line[first - 3 : first - 1] in _RAW_VALUES and (first == 3 or line[first - 4] == " "):
+        return None
+    return first, last
+
+
+def scan_printed(text: str) -> tuple[int, list[str]]:
+    """Read ``text`` as iptables prints a rule (see :func:`split_printed`):
+    :data:`CLOSED` and its tokens, :data:`OPEN` when it ends inside a quoted
+    value (the value holds a newline: the rule goes on on the next line), or
+    :data:`BAD` when it cannot be what iptables printed."""
+    tokens: list[str] = []
+    i, size = 0, len(text)
+    while i < size:
+        if text[i] == " ":
+            i += 1
+            continue
+        if text[i] != '"' or (tokens and tokens[-1] in _RAW_VALUES):
+            end = text.find(" ", i)
+            end = size if end < 0 else end
+            tokens.append(text[i:end])
+            i = end
+            continue
+        chars: list[str] = []
+        i += 1
+        while True:
+            if i >= size:
+                return OPEN, tokens
+            char = text[i]
+            if char == "\\":
+                if i + 1 >= size:
+                    return OPEN, tokens
+                chars.append(text[i + 1])
+                i += 2
+            elif char == '"':
+                i += 1
+                break
+            else:
+                chars.append(char)
+                i += 1
+        if i < size and text[i] != " ":
+            return BAD, tokens  # iptables always prints a blank after a quoted value
+        tokens.append("".join(chars))
+    return CLOSED, tokens
