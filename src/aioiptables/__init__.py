@@ -16,6 +16,8 @@ from .errors import (
     IPTablesNotFoundError,
     IPTablesPermissionError,
     IPTablesTimeoutError,
+    RefusedRule,
+    RulesRefusedError,
 )
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
@@ -39,10 +41,12 @@ __all__ = [
     "IPTablesTimeoutError",
     "InvalidRuleError",
     "ProcessRunner",
+    "RefusedRule",
     "Protocol",
     "Rule",
     "RuleCache",
     "RuleSet",
+    "RulesRefusedError",
     "Runner",
     "TablePlan",
     "TableSnapshot",

@@ -46,7 +46,7 @@ from . import __version__
 from .cache import RuleCache
 from .client import BackendName, Client
 from .controller import Controller
-from .errors import InvalidRuleError, IPTablesError
+from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
 from .model import (
     Chain,
     Item,
@@ -201,7 +201,10 @@ _CANON_EPILOG = f"""\
 {_RULE_HELP}
 The chain may be left out ('-p tcp --dport 80'). Prints the spec in canonical
 form: the same however the rule is spelled, and (for the extensions this
-library knows) what iptables -S prints. No process runs.
+library knows) what iptables -S prints, and names each option it did not
+understand (with --json: "not_understood", when "exact" is false). A rule
+iptables would refuse or misread (a reversed port range, '-s a,b', ...) is
+refused with what to write instead. No process runs.
 
 exit status:
   0  printed
@@ -257,14 +260,16 @@ exit status:
 _APPLY_EPILOG = f"""\
 {_RULESET_HELP}
 Writes each table's changes as one iptables-restore --noflush payload: a
-table's changes land whole or not at all. Applying the same file again
-changes nothing.
+table's changes land whole or not at all. A rule iptables refuses (an ipset
+or a chain that does not exist yet) is left out and named with its file and
+line and iptables' message; every other rule is written. Applying the same
+file again changes nothing.
 
 exit status:
   0  the tables hold the rule set (changed or not)
   2  the file cannot be used; nothing ran
-  3  an iptables process failed or could not start; a table whose write
-     failed is unchanged
+  3  an iptables process failed or could not start (a table whose write
+     failed is unchanged), or iptables refused some rules (the rest landed)
 """
 
 
@@ -329,6 +334,13 @@ def _add_ruleset_parser(
         choices=("auto", "toml", "save"),
         default="auto",
         help="how FILE is written (default: auto, from its name and first line)",
+    )
+    parser.add_argument(
+        "--owner",
+        metavar="NAME",
+        help="tag every rule written with NAME, and remove rules tagged NAME that FILE no longer "
+        "holds (without it, rules are only added: none is ever moved or deleted, since rules "
+        "written by an earlier run cannot be told from others')",
     )
     _add_common_options(
         parser, "rules that name no protocol are IPv6 (an iptables-save FILE is ip6tables-save output)"
@@ -495,23 +507,28 @@ def _detect_format(path: str, text: str) -> str:
     return "toml"
 
 
-def load_ruleset(path: str, default: Protocol = Protocol.IPV4, fmt: str = "auto") -> RuleSet:
+def load_ruleset(
+    path: str, default: Protocol = Protocol.IPV4, fmt: str = "auto", sources: dict[Rule, str] | None = None
+) -> RuleSet:
     """The rule set in a file, TOML or iptables-save output (see ``aioiptables diff --help``).
 
     ``default`` is the protocol of rules that name none. Raises
-    :class:`UsageError` for a file it cannot read or use.
+    :class:`UsageError` for a file it cannot read or use. ``sources``, when
+    given, is filled with where each rule came from (``FILE:LINE``), so an
+    error about a rule can point at its line.
     """
     text = _read_text(path)
     kind = _detect_format(path, text) if fmt == "auto" else fmt
+    found: dict[Rule, str] = {} if sources is None else sources
     try:
         if kind == "save":
-            return _save_ruleset(text, default, path)
-        return _toml_ruleset(text, default, path)
+            return _save_ruleset(text, default, path, found)
+        return _toml_ruleset(text, default, path, found)
     except InvalidRuleError as exc:
         raise UsageError(f"{path}: {exc}") from None
 
 
-def _save_ruleset(text: str, proto: Protocol, path: str) -> RuleSet:
+def _save_ruleset(text: str, proto: Protocol, path: str, sources: dict[Rule, str]) -> RuleSet:
     """A rule set from iptables-save output: user chains, -A and -I lines."""
     chains: list[Item] = []
     append: list[Item] = []
@@ -534,6 +551,7 @@ def _save_ruleset(text: str, proto: Protocol, path: str) -> RuleSet:
                 chains.append(_located(where, Chain, table, name, proto))
         else:
             rule = _located(where, Rule.parse, line, table, proto)
+            sources.setdefault(rule, where)
             head = line.split(" ", 1)[0]
             (prepend if head in ("-I", "--insert") else append).append(rule)
     return RuleSet(append=[*chains, *append], prepend=prepend)
@@ -547,7 +565,7 @@ def _located(where: str, build: Callable[_P, _T], *args: _P.args, **kwargs: _P.k
         raise UsageError(f"{where}: {exc}") from None
 
 
-def _toml_ruleset(text: str, default: Protocol, path: str) -> RuleSet:
+def _toml_ruleset(text: str, default: Protocol, path: str, sources: dict[Rule, str]) -> RuleSet:
     """A rule set from the TOML format described in ``aioiptables diff --help``."""
     try:
         data = tomllib.loads(text)
@@ -560,9 +578,22 @@ def _toml_ruleset(text: str, default: Protocol, path: str) -> RuleSet:
         chains += _toml_chains(entry, protos, f"{path}: [[chain]] #{index}")
     rules: dict[str, list[Rule]] = {"append": [], "prepend": []}
     for section, found in rules.items():
+        headers = _toml_headers(text, section)
         for index, entry in enumerate(_toml_entries(data, section, path), 1):
-            found += _toml_rules(entry, protos, f"{path}: [[{section}]] #{index}")
+            line = f":{headers[index - 1]}" if index <= len(headers) else ""
+            where = f"{path}{line}: [[{section}]] #{index}"
+            made = _toml_rules(entry, protos, where)
+            for rule in made:
+                sources.setdefault(rule, where)
+            found += made
     return RuleSet(append=[*chains, *rules["append"]], prepend=rules["prepend"])
+
+
+def _toml_headers(text: str, section: str) -> list[int]:
+    """The line numbers of the ``[[section]]`` headers, in order (the TOML
+    reader keeps none)."""
+    header = re.compile(rf"^\s*\[\[\s*{section}\s*\]\]")
+    return [n for n, line in enumerate(text.split("\n"), 1) if header.match(line)]
 
 
 def _only_keys(entry: dict[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -832,27 +863,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_canon(args: argparse.Namespace) -> int:
     """``aioiptables canon RULE``: print the rule's canonical form. No process runs."""
 
+    from .parse import check_rule, not_understood
+
     def run(output: Output) -> int:
         proto = _default_proto(args)
         text = read_rule(args.rule)
+        check_rule(text.spec, proto)  # bad input: its InvalidRuleError, exit status 2
         canonical = analyze(text.spec, proto)
+        unread = () if canonical.exact else not_understood(text.spec, proto)
         if not output.json:
             print(join_tokens(canonical.tokens), file=output.out)
             if not canonical.exact:
                 print(
-                    "aioiptables canon: note: some options were not understood and are kept as "
-                    "written; iptables may print them otherwise",
+                    "aioiptables canon: note: not understood, so kept as written (iptables may "
+                    f"print it otherwise): {'; '.join(unread) or 'the rule'}",
                     file=output.err,
                 )
-        output.document(
-            {
-                "canonical": list(canonical.tokens),
-                "exact": canonical.exact,
-                "proto": proto.value,
-                "table": text.table,
-                "chain": text.chain,
-            }
-        )
+        document: dict[str, Any] = {
+            "canonical": list(canonical.tokens),
+            "exact": canonical.exact,
+            "proto": proto.value,
+            "table": text.table,
+            "chain": text.chain,
+        }
+        if not canonical.exact:
+            document["not_understood"] = list(unread)
+        output.document(document)
         return EXIT_OK
 
     return _guarded(args, run)
@@ -905,10 +941,15 @@ def _ruleset_protos(ruleset: RuleSet, default: Protocol) -> set[Protocol]:
     return {item.proto for item in ruleset} or {default}
 
 
-async def _diff(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> list[TablePlan]:
+def _controller(clients: dict[Protocol, RecordingClient], owner: str | None) -> Controller:
+    return Controller(v4=clients.get(Protocol.IPV4), v6=clients.get(Protocol.IPV6), owner=owner)
+
+
+async def _diff(
+    ruleset: RuleSet, clients: dict[Protocol, RecordingClient], owner: str | None = None
+) -> list[TablePlan]:
     """What apply would change: read and planned exactly as the Controller does."""
-    controller = Controller(v4=clients.get(Protocol.IPV4), v6=clients.get(Protocol.IPV6))
-    return await controller.preview(ruleset)
+    return await _controller(clients, owner).preview(ruleset)
 
 
 _CHANGE_HEADER = ("proto", "table", "change", "line")
@@ -933,9 +974,11 @@ def _report_changes(
     )
 
 
-def _load(args: argparse.Namespace) -> tuple[RuleSet, dict[Protocol, RecordingClient]]:
+def _load(
+    args: argparse.Namespace, sources: dict[Rule, str] | None = None
+) -> tuple[RuleSet, dict[Protocol, RecordingClient]]:
     default = _default_proto(args)
-    ruleset = load_ruleset(args.file, default, args.format)
+    ruleset = load_ruleset(args.file, default, args.format, sources)
     return ruleset, _clients(args, _ruleset_protos(ruleset, default))
 
 
@@ -944,7 +987,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     def run(output: Output) -> int:
         ruleset, clients = _load(args)
-        plans = anyio.run(_diff, ruleset, clients)
+        plans = anyio.run(_diff, ruleset, clients, args.owner)
         changes = _planned_changes(plans)
         payloads = [{"proto": p.proto.value, "table": p.table, "payload": p.payload} for p in plans]
         summary = f"{_plural(len(changes), 'change')} in {_plural(len(plans), 'table')}"
@@ -954,23 +997,33 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return _guarded(args, run)
 
 
-async def _apply(ruleset: RuleSet, clients: dict[Protocol, RecordingClient]) -> None:
+async def _apply(
+    ruleset: RuleSet, clients: dict[Protocol, RecordingClient], owner: str | None = None
+) -> None:
     """Set the rule set through a Controller: one read and one atomic write per table."""
-    controller = Controller(v4=clients.get(Protocol.IPV4), v6=clients.get(Protocol.IPV6))
-    await controller.set(ruleset)
+    await _controller(clients, owner).set(ruleset)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """``aioiptables apply FILE``: make the tables hold the rule set. Exit 0 on success."""
 
     def run(output: Output) -> int:
-        ruleset, clients = _load(args)
-        anyio.run(_apply, ruleset, clients)
+        sources: dict[Rule, str] = {}
+        ruleset, clients = _load(args, sources)
+        refused: tuple[RefusedRule, ...] = ()
+        try:
+            anyio.run(_apply, ruleset, clients, args.owner)
+        except RulesRefusedError as exc:
+            refused = exc.refused  # every other rule was written: report both
         changes = _written_changes(clients)
         writes = sum(len(client.written) for client in clients.values())
         summary = f"applied {_plural(len(changes), 'change')} in {_plural(writes, 'write')}"
-        _report_changes(output, changes, summary, _processes(clients), {"writes": writes})
-        return EXIT_OK
+        lines = [f"{sources.get(r.rule, args.file)}: {r.rule}: {r.message}" for r in refused]
+        extra: dict[str, object] = {"writes": writes, "refused": lines}
+        _report_changes(output, changes, summary, _processes(clients), extra)
+        for line in lines:
+            print(f"aioiptables apply: refused: {line}", file=output.err)
+        return EXIT_IPTABLES if refused else EXIT_OK
 
     return _guarded(args, run)
 

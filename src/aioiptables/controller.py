@@ -9,8 +9,10 @@ place writes nothing.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -19,10 +21,25 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .cache import RuleCache
 from .client import BackendName, Client
-from .errors import InvalidRuleError, IPTablesError
-from .model import Item, Protocol, Rule, RuleSet, validate_chain_name, validate_spec
-from .parse import ChainListing, RuleKey, analyze, parse_listing, rule_key
-from .plan import ChainKey, TablePlan, chains_to_read, decorate, leftovers, owner_tag, plan
+from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
+from .limits import check_restore_payload, check_restore_rule
+from .model import Chain, Item, Protocol, Rule, RuleSet, validate_chain_name
+from .parse import ChainListing, RuleKey, rule_key
+from .plan import (
+    Alignment,
+    ChainKey,
+    Expected,
+    TablePlan,
+    align,
+    chain_tag,
+    chains_to_read,
+    decorate,
+    leftovers,
+    owner_tag,
+    plan,
+    tagged,
+    validate_owner,
+)
 
 __all__ = ["Controller", "ipv6_enabled"]
 
@@ -69,10 +86,12 @@ class Controller:
             one ``iptables -S CHAIN`` per chain, as Kilo does). See
             docs/benchmarks.md for the measurements behind the default.
         owner: opt in to ownership across restarts: every rule written
-            carries the comment ``aioiptables:OWNER`` and every chain a
-            marker rule, and the first reconcile reads every table once and
-            removes what an earlier run of the same owner left behind. Without
-            it, rules are written exactly as given.
+            carries the comment ``aioiptables:owner=OWNER`` and every chain a
+            marker rule (``aioiptables:chain=OWNER``), and the first
+            reconcile reads every table once and removes what an earlier run
+            of the same owner left behind. OWNER is 1 to 64 letters, digits,
+            ``_``, ``.`` or ``-``. Without it, rules are written exactly as
+            given.
         canary: the name of a canary chain to keep in every table the rule
             set uses; :meth:`run` then lists it every ``canary_interval``
             seconds (one process per table per poll) and reconciles at once
@@ -80,6 +99,21 @@ class Controller:
             ``iptables -F`` is repaired within about a second instead of at
             the next resync.
         canary_interval: seconds between two looks at the canaries.
+
+    What is ours. The controller deletes, moves or de-duplicates only the
+    rules it wrote, and flushes or deletes only the chains it created:
+
+    - without ``owner``, "wrote" means written by this controller object and
+      followed through every read since (a rule found in place when it
+      starts satisfies the rule set, so nothing is duplicated, but is never
+      moved, deleted or cleaned up: a restarted agent leaves its earlier
+      run's rules to the next run, which finds them in place);
+    - with ``owner``, every rule carrying the owner's tag and every chain
+      holding its marker is ours, across restarts.
+
+    Either way a rule identical to one of ours that we did not write may
+    satisfy the rule set, but is never moved or deleted; when our order
+    needs it elsewhere, our own copy is written instead.
     """
 
     def __init__(
@@ -109,7 +143,7 @@ class Controller:
         self.resync = resync
         self.snapshot_from = snapshot_from
         if owner is not None:
-            validate_spec(["--comment", owner_tag(owner)])
+            validate_owner(owner)
         if canary is not None:
             validate_chain_name(canary)
         self.owner = owner
@@ -125,6 +159,13 @@ class Controller:
         # How iptables printed rules the canonicalizer cannot fully read:
         # (proto, table, chain, our canonical form) -> the printed form's key.
         self._learned: dict[tuple[Protocol, str, str, RuleKey], RuleKey] = {}
+        # Rules whose fresh copy came back as something nobody could pair with it.
+        self._unrecognized: dict[tuple[Protocol, str, str, RuleKey], int] = {}
+        # Each chain as our last read or write left it: which lines are ours,
+        # which were just written (the next read learns from it).
+        self._expected: dict[ChainKey, Expected] = {}
+        # Chains this controller created (and so may delete).
+        self._own_chains: set[ChainKey] = set()
         self._lock = anyio.Lock()
         self._errors_in: MemoryObjectSendStream[Exception]
         self.errors: MemoryObjectReceiveStream[Exception]
@@ -161,50 +202,79 @@ class Controller:
         """Processes run by this controller's clients so far."""
         return sum(client.calls for client in self._clients.values())
 
-    def _check(self, ruleset: RuleSet) -> None:
+    def _check(self, ruleset: RuleSet) -> RuleSet:
+        """Everything :meth:`set` refuses, before any process and before any
+        state changes: the rule set as it will be written."""
         if not isinstance(ruleset, RuleSet):
             raise TypeError(f"expected a RuleSet, not {ruleset!r}")
         for item in ruleset:
             if item.proto not in self._clients:
                 raise InvalidRuleError("item", str(item), f"this controller has no {item.proto.value} client")
+            if self.canary is not None and self.canary == (
+                item.name if isinstance(item, Chain) else item.chain
+            ):
+                raise InvalidRuleError("item", str(item), f"uses the canary chain {self.canary!r}")
+        desired = decorate(ruleset, owner=self.owner, canary=self.canary)
+        seen: dict[tuple[Protocol, str, str, RuleKey], Rule] = {}
+        for item in desired:
+            if isinstance(item, Rule):
+                check_restore_rule(item.chain, item.spec)
+                where = (item.proto, item.table, item.chain, rule_key(item.spec, item.proto))
+                if where in seen:
+                    raise InvalidRuleError(
+                        "rule",
+                        str(item),
+                        f"is the same rule as {seen[where]} (iptables would hold one of them)",
+                    )
+                seen[where] = item
+        return desired
 
     async def preview(self, ruleset: RuleSet) -> list[TablePlan]:
         """What :meth:`set` would write now, without writing anything: the
         tables are read exactly as a reconcile reads them, and one plan comes
         back per table that would change (``plan.payload`` is the restore
-        input). Leftovers of earlier runs (``owner``) are not looked for.
+        input), leftovers of an earlier run of the same ``owner`` included.
         """
-        self._check(ruleset)
+        desired = self._check(ruleset)
         async with self._lock:
-            desired = decorate(ruleset, owner=self.owner, canary=self.canary)
             kept = set(desired)
-            retired = [item for item in [*self._desired(), *self._retired] if item not in kept]
             cache = RuleCache(*self._clients.values())
+            found = [] if self._adopted else await self._leftovers(cache, desired)
+            retired = [
+                item for item in dict.fromkeys([*self._desired(), *self._retired, *found]) if item not in kept
+            ]
             observed = await self._read(cache, chains_to_read(desired, retired))
-            return plan(desired, observed, retired, key=self._key)
+            ours = self._ownership(observed, learn=False)
+            return self._plan(self._writable(desired), observed, retired, ours)
 
     async def set(self, ruleset: RuleSet) -> None:
         """Replace the rule set: add what is new, delete what is no longer
         wanted, and keep the rest. Idempotent: setting the same rules again
-        writes nothing. Checks every item before any process runs.
+        writes nothing.
+
+        Checks every item before any process runs; a rule set it refuses
+        (:class:`InvalidRuleError`, :class:`TypeError`) leaves the previous
+        one in force. Rules iptables refuses are reported together by
+        :class:`RulesRefusedError` once every other rule is written.
         """
-        self._check(ruleset)
+        desired = self._check(ruleset)
         async with self._lock:
-            before = self._desired()
-            self._ruleset = ruleset
-            after = self._desired()
-            kept = set(after)
-            for item in before:
+            kept = set(desired)
+            for item in self._desired():
                 if item not in kept:
                     self._retired[item] = None
             for item in kept:
                 self._retired.pop(item, None)
-            self._forget_unwanted()
+            self._ruleset = ruleset
+            self._forget_unwanted(desired)
             await self._reconcile()
 
     async def reconcile(self) -> None:
         """Check every rule (one read per table, or per chain) and repair what
-        is missing or out of order, one atomic write per table that needs one."""
+        is missing or out of order, one atomic write per table that needs one.
+
+        Raises :class:`RulesRefusedError` when iptables refused some rules
+        (every other rule is written)."""
         async with self._lock:
             await self._reconcile()
 
@@ -216,7 +286,10 @@ class Controller:
                 self.logger.exception("reconcile listener failed")
 
     async def cleanup(self) -> None:
-        """Delete every rule and chain this controller keeps, and forget them."""
+        """Delete every rule and chain this controller wrote, and forget them.
+
+        Rules and chains it did not write stay (see the class docs for what
+        counts as written, with and without ``owner``)."""
         async with self._lock:
             for item in self._desired():
                 self._retired[item] = None
@@ -291,15 +364,14 @@ class Controller:
             await self._adopt_leftovers(cache, desired)
         retired = list(self._retired)
         observed = await self._read(cache, chains_to_read(desired, retired))
-        plans = plan(desired, observed, retired, key=self._key)
-        self.last_plans = plans
+        ours = self._ownership(observed, learn=True)
         self.state = dict(observed)
-        for table_plan in plans:
-            await self._write(table_plan)
-            # Our own writes need no listing to be known: the plan says what they made.
-            for chain, listing in table_plan.after.items():
-                self.state[(table_plan.proto, table_plan.table, chain)] = listing
+        self._expected = {key: Expected.of(observed[key], ours[key]) for key in observed}
+        refused, stuck, plans = await self._write_all(desired, observed, retired, ours)
+        self.last_plans = plans
         self._retired.clear()
+        for chain in stuck:  # our rules left it; the chain goes once nothing jumps to it
+            self._retired[chain] = None
         self._adopted = True
         self.last_stats = {
             "processes": self.calls - calls_before,
@@ -308,10 +380,180 @@ class Controller:
             "seconds": time.monotonic() - started,
         }
         self.logger.debug("reconciled", extra=dict(self.last_stats))
+        self._report(refused)
+
+    def _ownership(
+        self, observed: dict[ChainKey, ChainListing], *, learn: bool
+    ) -> dict[ChainKey, tuple[bool, ...]]:
+        """Which lines of each chain read are ours; with ``learn``, also learn
+        how iptables printed what the last write wrote (see :func:`align`).
+
+        With ``owner``, a line is ours when it carries the owner's tag;
+        without, when it is a line this controller wrote and has followed
+        since (through every read, by :func:`align`)."""
+        ours: dict[ChainKey, tuple[bool, ...]] = {}
+        for key, listing in observed.items():
+            expected = self._expected.get(key)
+            if expected is None:
+                found = Alignment((False,) * len(listing.specs), {}, ())
+            else:
+                found = align(expected, listing.keys)
+            if learn:
+                self._learn(key, found)
+            ours[key] = tagged(listing.keys, self.owner) if self.owner is not None else found.ours
+        return ours
+
+    def _learn(self, chain: ChainKey, found: Alignment) -> None:
+        for own, printed in found.learned.items():
+            self._learned[(*chain, own)] = printed
+            self._unrecognized.pop((*chain, own), None)
+            if printed != own:
+                self.logger.debug(
+                    "learned how iptables prints a rule of %s", chain[2], extra={"chain": chain[2]}
+                )
+        for own in found.unrecognized:
+            count = self._unrecognized.get((*chain, own), 0) + 1
+            self._unrecognized[(*chain, own)] = count
+
+    def _plan(
+        self,
+        desired: RuleSet,
+        observed: dict[ChainKey, ChainListing],
+        retired: list[Item],
+        ours: dict[ChainKey, tuple[bool, ...]],
+        stuck: Iterable[ChainKey] = (),
+    ) -> list[TablePlan]:
+        own_chains = set(self._own_chains)
+        if self.owner is not None:
+            marker = (chain_tag(self.owner),)
+            own_chains |= {
+                key for key, listing in observed.items() if any(marker[0] in spec for spec in listing.specs)
+            }
+        own_chains -= set(stuck)
+        return plan(desired, observed, retired, key=self._key, ours=ours, own_chains=own_chains)
+
+    def _writable(self, desired: RuleSet, refused: Iterable[Rule] = ()) -> RuleSet:
+        """The rule set without the rules that must not be written now:
+        those iptables refused in this reconcile, and those it printed beyond
+        recognition twice (writing them again would only add copies)."""
+        left_out = set(refused) | {
+            r
+            for r in desired
+            if isinstance(r, Rule) and self._unrecognized.get(self._where(r), 0) >= _MAX_UNRECOGNIZED
+        }
+        if not left_out:
+            return desired
+        return RuleSet(
+            append=[i for i in desired.append if i not in left_out],
+            prepend=[r for r in desired.prepend if r not in left_out],
+        )
+
+    def _where(self, rule: Rule) -> tuple[Protocol, str, str, RuleKey]:
+        return (rule.proto, rule.table, rule.chain, rule_key(rule.spec, rule.proto))
+
+    async def _write_all(
+        self,
+        desired: RuleSet,
+        observed: dict[ChainKey, ChainListing],
+        retired: list[Item],
+        ours: dict[ChainKey, tuple[bool, ...]],
+    ) -> tuple[dict[Rule, str], list[Chain], list[TablePlan]]:
+        """Plan and write every table; when iptables refuses a line, leave
+        out what it belongs to and write the rest of that table again.
+
+        Returns the rules refused (with iptables' message), the chains that
+        could not be deleted, and the plans written."""
+        refused: dict[Rule, str] = {}
+        stuck: dict[ChainKey, str] = {}
+        done: dict[tuple[Protocol, str], TablePlan] = {}
+        while True:
+            plans = [
+                p
+                for p in self._plan(self._writable(desired, refused), observed, retired, ours, stuck)
+                if (p.proto, p.table) not in done
+            ]
+            for table_plan in plans:
+                check_restore_payload(table_plan.payload)  # every table, before writing any
+            for table_plan in plans:
+                try:
+                    await self._write(table_plan)
+                except IPTablesError as exc:
+                    if not self._blame(table_plan, exc, refused, stuck):
+                        raise
+                    break  # plan the tables left again, without what was refused
+                done[(table_plan.proto, table_plan.table)] = table_plan
+            else:
+                break
+        for key, reason in stuck.items():
+            self.logger.info(
+                "chain %s %s %s is still referenced: our rules left it, it stays until nothing jumps to it (%s)",
+                key[0].value, key[1], key[2], reason,
+                extra={"table": key[1], "chain": key[2]},
+            )  # fmt: skip
+        return refused, [Chain(t, c, p) for p, t, c in stuck], list(done.values())
+
+    def _blame(
+        self,
+        table_plan: TablePlan,
+        error: IPTablesError,
+        refused: dict[Rule, str],
+        stuck: dict[ChainKey, str],
+    ) -> bool:
+        """Find what a failed restore refused; False when it is not one of
+        our rules or chain deletions (then the whole error is raised)."""
+        message = _iptables_message(error.stderr)
+        op = table_plan.op_at(_failed_line(error.stderr) or 0)
+        if op is not None and op.rule is not None:
+            refused[op.rule] = message
+            return True
+        if op is not None and op.kind == "remove":
+            key = (table_plan.proto, table_plan.table, op.chain)
+            if key not in stuck:
+                stuck[key] = message
+                return True
+            return False
+        missing = _MISSING_CHAIN.search(error.stderr)
+        if missing is not None:
+            # iptables-nft names a missing jump target at COMMIT, not at its line.
+            culprits = [
+                o.rule for o in table_plan.ops if o.rule is not None and _jumps_to(o.spec, missing[1])
+            ]
+            for rule in culprits:
+                refused[rule] = message
+            return bool(culprits)
+        return False
+
+    def _report(self, refused: dict[Rule, str]) -> None:
+        """Raise :class:`RulesRefusedError` for the rules left out of this
+        reconcile, named as the user gave them."""
+        diverging = {
+            r: f"iptables printed it in a form that could not be recognized {_MAX_UNRECOGNIZED} times; "
+            "not written again (report this rule to aioiptables)"
+            for r in self._desired()
+            if isinstance(r, Rule) and self._unrecognized.get(self._where(r), 0) >= _MAX_UNRECOGNIZED
+        }
+        found = {**refused, **diverging}
+        if found:
+            raise RulesRefusedError([RefusedRule(self._as_given(r), m) for r, m in found.items()])
+
+    def _as_given(self, rule: Rule) -> Rule:
+        """A written rule as the user gave it: without our owner tag."""
+        if self.owner is None:
+            return rule
+        tag = ("-m", "comment", "--comment", owner_tag(self.owner))
+        if rule.spec[-4:] == tag:
+            return Rule(rule.table, rule.chain, rule.spec[:-4], rule.proto)
+        return rule
 
     async def _adopt_leftovers(self, cache: RuleCache, desired: RuleSet) -> None:
-        """Read every table once and retire what an earlier run of the same
-        owner left behind (first reconcile only, with ``owner``)."""
+        """Retire what an earlier run of the same owner left behind (first
+        reconcile only, with ``owner``)."""
+        for item in await self._leftovers(cache, desired):
+            self._retired.setdefault(item, None)
+
+    async def _leftovers(self, cache: RuleCache, desired: RuleSet) -> list[Rule | Chain]:
+        """Read every table once and find what an earlier run of the same
+        owner left behind and ``desired`` lacks."""
         assert self.owner is not None
         snapshots = []
         for proto in self._clients:
@@ -320,8 +562,7 @@ class Controller:
                     snapshots.append(await cache.snapshot(proto, table))
                 except IPTablesError as exc:
                     self.logger.debug("cannot read %s %s for leftovers: %s", proto.value, table, exc)
-        for item in leftovers(snapshots, desired, self.owner):
-            self._retired.setdefault(item, None)
+        return leftovers(snapshots, desired, self.owner)
 
     async def _read(self, cache: RuleCache, keys: Iterable[ChainKey]) -> dict[ChainKey, ChainListing]:
         """Every chain the plan needs, as few processes as the policy allows:
@@ -366,58 +607,61 @@ class Controller:
             extra={"table": table_plan.table, "changes": len(table_plan.ops)},
         )
         await client.restore(table_plan.payload)
-        await self._learn(client, table_plan)
+        proto, table = table_plan.proto, table_plan.table
+        # Our own writes need no listing to be known: the plan says what they made.
+        for chain, listing in table_plan.after.items():
+            self.state[(proto, table, chain)] = listing
+            self._expected[(proto, table, chain)] = table_plan.expected[chain]
+        for op in table_plan.ops:
+            if op.kind == "create":
+                self._own_chains.add((proto, table, op.chain))
+            elif op.kind == "remove":
+                self._own_chains.discard((proto, table, op.chain))
 
     def _key(self, rule: Rule) -> RuleKey:
         own = rule_key(rule.spec, rule.proto)
         return self._learned.get((rule.proto, rule.table, rule.chain, own), own)
 
-    def _forget_unwanted(self) -> None:
-        wanted = {
-            (r.proto, r.table, r.chain, rule_key(r.spec, r.proto))
-            for r in self._ruleset
-            if isinstance(r, Rule)
-        }
-        for stale in [k for k in self._learned if k not in wanted]:
-            del self._learned[stale]
-
-    async def _learn(self, client: Client, table_plan: TablePlan) -> None:
-        """Read back the chains where rules the canonicalizer cannot fully
-        read were just written, and remember how iptables printed them, so
-        later reconciles find them instead of writing them again.
-
-        Costs one listing per such chain, only when such a rule is written.
-        """
-        proto, table = table_plan.proto, table_plan.table
-        chains = sorted(
-            {
-                op.chain
-                for op in table_plan.ops
-                if op.kind in ("append", "insert") and not analyze(op.spec, proto).exact
-            }
-        )
-        for chain in chains:
-            printed = parse_listing(await client.list(table, chain), chain)
-            learned = _align(table_plan.after[chain].specs, printed, proto)
-            if learned is None:
-                self.logger.debug("%s %s changed while written; will learn later", table, chain)
-                continue
-            self._learned.update({(proto, table, chain, k): v for k, v in learned.items()})
+    def _forget_unwanted(self, desired: RuleSet) -> None:
+        """Forget what was learned of rules no longer wanted (compared as
+        they are written, owner tags included)."""
+        wanted = {self._where(r) for r in desired if isinstance(r, Rule)}
+        for memory in (self._learned, self._unrecognized):
+            for stale in [k for k in memory if k not in wanted]:
+                del memory[stale]
 
 
-def _align(
-    predicted: tuple[tuple[str, ...], ...], printed: tuple[tuple[str, ...], ...], proto: Protocol
-) -> dict[RuleKey, RuleKey] | None:
-    """Pair the rules a plan predicted with the rules iptables printed, by
-    position; None when the chain is not what the plan predicted."""
-    if len(predicted) != len(printed):
-        return None
-    learned: dict[RuleKey, RuleKey] = {}
-    for want, got in zip(predicted, printed, strict=True):
-        wanted = analyze(want, proto)
-        if wanted.exact:
-            if wanted.tokens != rule_key(got, proto):
-                return None  # someone else changed the chain in between
-        else:
-            learned[wanted.tokens] = rule_key(got, proto)
-    return learned
+# How many times a rule may come back from iptables in a form nobody can
+# pair with it before it is no longer written: each time left one copy.
+_MAX_UNRECOGNIZED = 2
+# Where iptables-restore says which line it refused: "Error occurred at
+# line: 3" (parse errors), "line 3 failed" (legacy commit), "line 3: CHAIN_DEL
+# failed" (nft commit).
+_FAILED_LINE = re.compile(r"(?:Error occurred at line: |\bline )(\d+)")
+_MISSING_CHAIN = re.compile(r"Chain '([^']+)' does not exist")
+# "iptables-restore v1.8.9 (legacy): " and the like, before iptables' message.
+_PROGRAM_PREFIX = re.compile(r"^\S*tables\S* v[\d.]+ \([^)]*\):\s*")
+
+
+def _failed_line(stderr: str) -> int | None:
+    found = _FAILED_LINE.search(stderr)
+    return int(found[1]) if found else None
+
+
+def _iptables_message(stderr: str) -> str:
+    """iptables' own words about what it refused, without the program name,
+    the line number or the usage hint."""
+    words = []
+    for line in stderr.split("\n"):
+        line = _PROGRAM_PREFIX.sub("", line.strip())
+        if not line or line.startswith(("Error occurred at line", "Try `")):
+            continue
+        words.append(line)
+    return " ".join(words) or stderr.strip()
+
+
+def _jumps_to(spec: tuple[str, ...], chain: str) -> bool:
+    return any(
+        flag in ("-j", "--jump", "-g", "--goto") and target == chain
+        for flag, target in itertools.pairwise(spec)
+    )

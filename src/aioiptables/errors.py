@@ -8,6 +8,11 @@ the model can raise :class:`InvalidRuleError` and the client can raise
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the model imports this module; a type-only import makes no cycle
+    from .model import Rule
 
 __all__ = [
     "IPTablesError",
@@ -15,6 +20,8 @@ __all__ = [
     "IPTablesPermissionError",
     "IPTablesTimeoutError",
     "InvalidRuleError",
+    "RefusedRule",
+    "RulesRefusedError",
 ]
 
 # Exit status iptables uses for "resource problem": the xtables lock is held,
@@ -179,3 +186,46 @@ class InvalidRuleError(ValueError):
         self.what = what
         self.value = value
         super().__init__(f"invalid {what} {value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class RefusedRule:
+    """One rule iptables would not take, and why.
+
+    ``message`` is iptables' own words (``Set nosuch doesn't exist.``, or
+    ours when iptables took the rule but printed it in a form that could
+    not be recognized).
+    """
+
+    rule: Rule
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+class RulesRefusedError(IPTablesError):
+    """iptables refused some rules of a rule set; every other rule was written.
+
+    Raised by :meth:`Controller.set` and :meth:`Controller.reconcile` (and
+    sent on ``controller.errors`` by ``run()``) after the rest of the rule set
+    is in place. The refused rules stay in the rule set and are tried again at
+    every reconcile, so a rule waiting for an ipset or a chain someone else
+    creates lands as soon as it can.
+
+    Attributes:
+        refused: each refused rule with iptables' message, in rule-set order.
+    """
+
+    def __init__(
+        self, refused: Sequence[RefusedRule], argv: Sequence[str] = (), exit_status: int = 1
+    ) -> None:
+        self.refused: tuple[RefusedRule, ...] = tuple(refused)
+        listed = "; ".join(str(r) for r in self.refused)
+        IPTablesError.__init__(self, argv, exit_status, listed)
+        count = len(self.refused)
+        self.args = (f"iptables refused {count} rule{'s' if count != 1 else ''}: {listed}",)
+
+    @property
+    def is_not_exist(self) -> bool:
+        return False

@@ -20,24 +20,33 @@ The ordering rules:
 
 from __future__ import annotations
 
+import difflib
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from .errors import InvalidRuleError
 from .model import Chain, Protocol, Rule, RuleSet
 from .parse import ChainListing, RuleKey, TableSnapshot, rule_key
 from .syntax import join_tokens
 
 __all__ = [
     "Op",
+    "Expected",
     "TablePlan",
+    "align",
+    "Alignment",
     "plan",
     "chains_to_read",
     "default_key",
     "decorate",
     "leftovers",
     "owner_tag",
+    "validate_owner",
+    "tagged",
     "chain_tag",
     "CANARY_COMMENT",
     "ChainKey",
@@ -51,12 +60,19 @@ KeyFunction = Callable[[Rule], RuleKey]
 
 @dataclass(frozen=True)
 class Op:
-    """One change to a chain, as one line of a restore payload."""
+    """One change to a chain, as one line of a restore payload.
+
+    A delete names the rule by its spec, or by ``position`` when the spec
+    would match a rule that is not ours first (an identical foreign rule
+    above ours). ``rule`` is the rule an append or insert writes, so an error
+    iptables reports for that line can be traced back to it.
+    """
 
     kind: Literal["create", "delete", "insert", "append", "flush", "remove"]
     chain: str
     spec: tuple[str, ...] = ()
     position: int = 0
+    rule: Rule | None = field(default=None, compare=False)
 
     def line(self) -> str:
         """The iptables-restore line for this change."""
@@ -65,8 +81,32 @@ class Op:
             return f":{self.chain} - [0:0]"
         if self.kind == "insert":
             return f"-I {self.chain} {self.position}{spec}"
+        if self.kind == "delete" and self.position:
+            return f"-D {self.chain} {self.position}"
         flag = {"delete": "-D", "append": "-A", "flush": "-F", "remove": "-X"}[self.kind]
         return f"{flag} {self.chain}{spec}"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A chain as a plan predicts it will read once its payload has landed.
+
+    ``keys`` are the keys each line will be found under (for a line we write,
+    the key the planner looked for); ``ours`` says which lines this
+    controller wrote; ``fresh`` holds, for each line the payload writes, the
+    rule's own canonical key (None elsewhere), so the next read can learn how
+    iptables printed it (see :func:`align`).
+    """
+
+    specs: tuple[tuple[str, ...], ...]
+    keys: tuple[RuleKey, ...]
+    ours: tuple[bool, ...]
+    fresh: tuple[RuleKey | None, ...]
+
+    @classmethod
+    def of(cls, listing: ChainListing, ours: Sequence[bool]) -> Expected:
+        """A chain as read, with nothing freshly written."""
+        return cls(listing.specs, listing.keys, tuple(ours), (None,) * len(listing.specs))
 
 
 @dataclass(frozen=True)
@@ -78,6 +118,8 @@ class TablePlan:
     ops: tuple[Op, ...]
     #: How each chain touched will read once the payload has landed.
     after: Mapping[str, ChainListing] = field(default_factory=dict, compare=False)
+    #: The same, with which lines are ours and which were just written.
+    expected: Mapping[str, Expected] = field(default_factory=dict, compare=False)
 
     @property
     def payload(self) -> str:
@@ -88,6 +130,11 @@ class TablePlan:
     def count(self, kind: str) -> int:
         """How many changes of one kind (``"append"``, ``"delete"``...)."""
         return sum(1 for op in self.ops if op.kind == kind)
+
+    def op_at(self, line: int) -> Op | None:
+        """The change on line ``line`` (1-based) of :attr:`payload`, if any."""
+        index = line - 2  # line 1 is "*table"
+        return self.ops[index] if 0 <= index < len(self.ops) else None
 
 
 def chains_to_read(ruleset: RuleSet, remove: Iterable[Rule | Chain] = ()) -> set[ChainKey]:
@@ -108,29 +155,67 @@ class _Work:
     listing: ChainListing
     keys: list[RuleKey]
     specs: list[tuple[str, ...]]
+    ours: list[bool]
+    fresh: list[RuleKey | None]
     ops: list[Op]
 
-    def delete_all(self, key: RuleKey) -> None:
-        while key in self.keys:
-            at = self.keys.index(key)
-            # Delete by the spec iptables printed: it is sure to match.
-            self.ops.append(Op("delete", self.listing.chain, self.specs[at]))
-            del self.keys[at], self.specs[at]
+    @classmethod
+    def start(cls, listing: ChainListing, ours: Sequence[bool] | None) -> _Work:
+        count = len(listing.specs)
+        owned = [True] * count if ours is None else list(ours)
+        if len(owned) != count:
+            raise ValueError(f"ownership of {listing.chain} has {len(owned)} lines, the listing {count}")
+        return cls(listing, list(listing.keys), list(listing.specs), owned, [None] * count, [])
 
-    def insert(self, position: int, key: RuleKey, spec: tuple[str, ...]) -> None:
-        self.ops.append(Op("insert", self.listing.chain, spec, position))
-        self.keys.insert(position - 1, key)
-        self.specs.insert(position - 1, spec)
+    def delete_at(self, at: int, spec: tuple[str, ...] | None = None) -> None:
+        """Delete line ``at`` (0-based), by ``spec`` (the rule as we wrote it:
+        iptables builds the very rule it built then, where its printed form
+        may not delete, as with ``-m recent``), else by the printed spec."""
+        key = self.keys[at]
+        if key in self.keys[:at]:
+            # -D by spec would delete the identical line above it: name ours by number.
+            self.ops.append(Op("delete", self.listing.chain, position=at + 1))
+        else:
+            self.ops.append(Op("delete", self.listing.chain, spec or self.specs[at]))
+        del self.keys[at], self.specs[at], self.ours[at], self.fresh[at]
 
-    def append(self, key: RuleKey, spec: tuple[str, ...]) -> None:
-        self.ops.append(Op("append", self.listing.chain, spec))
+    def delete_ours(self, key: RuleKey, spec: tuple[str, ...] | None = None) -> None:
+        """Delete every line of ours with this key; lines not ours stay."""
+        self.delete_where(lambda at: self.keys[at] == key and self.ours[at], {key: spec} if spec else {})
+
+    def delete_where(self, doomed: Callable[[int], bool], specs: Mapping[RuleKey, tuple[str, ...]]) -> None:
+        """Delete the lines for which ``doomed(index)`` holds, top first, so a
+        delete by spec never meets an identical line of ours above it;
+        ``specs`` gives the spec to delete a key by, where we know it."""
+        at = 0
+        while at < len(self.keys):
+            if doomed(at):
+                self.delete_at(at, specs.get(self.keys[at]))
+            else:
+                at += 1
+
+    def insert(self, position: int, key: RuleKey, rule: Rule) -> None:
+        self.ops.append(Op("insert", self.listing.chain, rule.spec, position, rule))
+        at = position - 1
+        self.keys.insert(at, key)
+        self.specs.insert(at, rule.spec)
+        self.ours.insert(at, True)
+        self.fresh.insert(at, default_key(rule))
+
+    def append(self, key: RuleKey, rule: Rule) -> None:
+        self.ops.append(Op("append", self.listing.chain, rule.spec, rule=rule))
         self.keys.append(key)
-        self.specs.append(spec)
+        self.specs.append(rule.spec)
+        self.ours.append(True)
+        self.fresh.append(default_key(rule))
 
     def done(self, exists: bool) -> ChainListing:
         return ChainListing(
             self.listing.proto, self.listing.table, self.listing.chain, exists, tuple(self.specs)
         )
+
+    def expected(self) -> Expected:
+        return Expected(tuple(self.specs), tuple(self.keys), tuple(self.ours), tuple(self.fresh))
 
 
 def _in_order(wanted: Sequence[RuleKey], keys: Sequence[RuleKey]) -> list[int]:
@@ -148,36 +233,48 @@ def _in_order(wanted: Sequence[RuleKey], keys: Sequence[RuleKey]) -> list[int]:
     return found
 
 
-def _clear_from_broken(work: _Work, wanted: Sequence[RuleKey]) -> int | None:
-    """Delete the first wanted rule that is missing or out of place and every
-    wanted rule after it; return its index (None when all are in place)."""
+def _clear_from_broken(work: _Work, wanted: Sequence[RuleKey], rules: Sequence[Rule]) -> int | None:
+    """Delete our copies of the first wanted rule that is missing or out of
+    place and of every wanted rule after it; return its index (None when all
+    are in place). Lines that are not ours are never deleted: a foreign rule
+    identical to a wanted one may satisfy it, but is never moved."""
     broken = len(_in_order(wanted, work.keys))
     if broken == len(wanted):
         return None
-    for stale in wanted[broken:]:
-        work.delete_all(stale)
+    for stale, rule in zip(wanted[broken:], rules[broken:], strict=True):
+        work.delete_ours(stale, rule.spec)
     return broken
+
+
+def _drop_extra_copies(work: _Work, orders: Sequence[Sequence[Rule]], key: KeyFunction) -> None:
+    """Delete our copies of wanted rules beyond the one that satisfies each
+    (``orders``: the chain's prepend keys, its append keys), so a chain
+    never holds more of our copies than the rule set asks for."""
+    specs = {key(rule): rule.spec for rules in orders for rule in rules}
+    used = {at for rules in orders for at in _in_order([key(r) for r in rules], work.keys)}
+    doomed = [work.ours[i] and k in specs and i not in used for i, k in enumerate(work.keys)]
+    work.delete_where(lambda at: doomed[at - len(work.keys)], specs)  # counted from the end: stable
 
 
 def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
     wanted = [key(r) for r in rules]
-    broken = _clear_from_broken(work, wanted)
+    broken = _clear_from_broken(work, wanted, rules)
     if broken is None:
         return
     # Deleting may have shifted the rules that stay: find them again.
     kept = _in_order(wanted[:broken], work.keys)
     position = kept[-1] + 2 if kept else 1
     for offset, rule in enumerate(rules[broken:]):
-        work.insert(position + offset, wanted[broken + offset], rule.spec)
+        work.insert(position + offset, wanted[broken + offset], rule)
 
 
 def _keep_appends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
     wanted = [key(r) for r in rules]
-    broken = _clear_from_broken(work, wanted)
+    broken = _clear_from_broken(work, wanted, rules)
     if broken is None:
         return
     for wanted_key, rule in zip(wanted[broken:], rules[broken:], strict=True):
-        work.append(wanted_key, rule.spec)
+        work.append(wanted_key, rule)
 
 
 def default_key(rule: Rule) -> RuleKey:
@@ -191,15 +288,26 @@ def plan(
     remove: Iterable[Rule | Chain] = (),
     *,
     key: KeyFunction = default_key,
+    ours: Mapping[ChainKey, Sequence[bool]] | None = None,
+    own_chains: Container[ChainKey] | None = None,
 ) -> list[TablePlan]:
     """The changes that make the chains hold ``ruleset`` and nothing of ``remove``.
 
     ``observed`` must hold a listing of every chain in
     :func:`chains_to_read`. ``key`` says which listed rule a wanted rule is
     (by default its canonical spec; the controller adds what it learned of
-    rules it cannot canonicalize). Returns one plan per (protocol, table)
-    that needs a change, in a stable order; an empty list means all is in
-    place.
+    rules it cannot canonicalize).
+
+    ``ours`` says, per chain, which listed lines are ours: only those are
+    ever deleted (to remove, reorder or de-duplicate), and a wanted rule
+    that is missing or out of order is written anew rather than moving a
+    line that is not ours. ``own_chains`` says which chains are ours: only
+    those are flushed and deleted when no longer wanted. With ``ours``, our
+    extra copies of a wanted rule are deleted too. Left out, every line and
+    chain counts as ours and extra copies are left alone (Kilo's semantics).
+
+    Returns one plan per (protocol, table) that needs a change, in a stable
+    order; an empty list means all is in place.
     """
     wanted_keys = {
         (item.proto, item.table, item.chain, key(item)) for item in ruleset if isinstance(item, Rule)
@@ -208,7 +316,10 @@ def plan(
     removed_chains = {
         (c.proto, c.table, c.name)
         for c in remove
-        if isinstance(c, Chain) and c not in wanted_chains and not c.builtin
+        if isinstance(c, Chain)
+        and c not in wanted_chains
+        and not c.builtin
+        and (own_chains is None or (c.proto, c.table, c.name) in own_chains)
     }
     works: dict[ChainKey, _Work] = {}
     order: list[ChainKey] = []
@@ -216,8 +327,7 @@ def plan(
 
     def work_for(chain: ChainKey) -> _Work:
         if chain not in works:
-            listing = observed[chain]
-            works[chain] = _Work(listing, list(listing.keys), list(listing.specs), [])
+            works[chain] = _Work.start(observed[chain], None if ours is None else ours.get(chain))
             order.append(chain)
         return works[chain]
 
@@ -233,13 +343,19 @@ def plan(
             rkey = key(item)
             if chain in removed_chains or (*chain, rkey) in wanted_keys:
                 continue  # the chain goes as a whole, or the rule is still wanted
-            work_for(chain).delete_all(rkey)
+            work_for(chain).delete_ours(rkey, item.spec)
 
+    orders: dict[ChainKey, list[list[Rule]]] = {}
     for chain, rules in _by_chain(ruleset.prepend).items():
         _keep_prepends(work_for(chain), rules, key)
+        orders.setdefault(chain, []).append(rules)
     appended = [r for r in ruleset.append if isinstance(r, Rule)]
     for chain, rules in _by_chain(appended).items():
         _keep_appends(work_for(chain), rules, key)
+        orders.setdefault(chain, []).append(rules)
+    if ours is not None:  # without ownership a copy may be anybody's: leave it
+        for chain, wanted in orders.items():
+            _drop_extra_copies(works[chain], wanted, key)
 
     plans: dict[TableKey, list[Op]] = {tkey: list(ops) for tkey, ops in creates.items()}
     for chain in order:
@@ -251,13 +367,20 @@ def plan(
         for proto, table, name in gone:
             plans.setdefault((proto, table), []).append(Op(kind, name))
 
+    def created(chain: ChainKey) -> bool:
+        made = creates.get((chain[0], chain[1]), [])
+        return any(op.kind == "create" and op.chain == chain[2] for op in made)
+
     def after(chain: ChainKey) -> ChainListing:
         if chain in removed_chains:
             return ChainListing(*chain, exists=False)
         work = works[chain]
-        made = creates.get((chain[0], chain[1]), [])
-        created = any(op.kind == "create" and op.chain == chain[2] for op in made)
-        return work.done(exists=work.listing.exists or created)
+        return work.done(exists=work.listing.exists or created(chain))
+
+    def expected(chain: ChainKey) -> Expected:
+        if chain in removed_chains:
+            return Expected((), (), (), ())
+        return works[chain].expected()
 
     return [
         TablePlan(
@@ -265,9 +388,96 @@ def plan(
             table,
             tuple(ops),
             {chain[2]: after(chain) for chain in [*order, *gone] if chain[:2] == (proto, table)},
+            {chain[2]: expected(chain) for chain in [*order, *gone] if chain[:2] == (proto, table)},
         )
         for (proto, table), ops in sorted(plans.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
     ]
+
+
+class Alignment(NamedTuple):
+    """What :func:`align` found."""
+
+    #: Which observed lines are ours.
+    ours: tuple[bool, ...]
+    #: Own canonical key -> printed key, for fresh lines printed otherwise.
+    learned: dict[RuleKey, RuleKey]
+    #: Own keys of fresh lines replaced by something no line could be paired with.
+    unrecognized: tuple[RuleKey, ...]
+
+
+def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
+    """Pair a chain as a plan predicted it with the chain as read.
+
+    Returns which observed lines are ours, and what was learned: for each
+    line written by the last payload that iptables printed in another form
+    than predicted, its own canonical key mapped to the key of the printed
+    line; and which fresh lines were replaced by something unrecognizable.
+    Lines are paired by content where they are equal; a freshly written line
+    that is not found stands in a run of lines that differ from the
+    prediction, and is paired, in order, with a line of that run of the same
+    shape: the same base options, matches and target (another agent
+    replacing a line we just wrote, in the same place and within one
+    resync, by a rule that differs only in option values, is the only way
+    to fool it). No extra process: this read happens anyway.
+
+    >>> e = Expected((("-j", "LOG"),), (("-j", "LOG", "--log-prefix", "x" * 40),), (True,),
+    ...              (("-j", "LOG", "--log-prefix", "x" * 40),))
+    >>> found = align(e, [("-j", "LOG", "--log-prefix", "x" * 29)])
+    >>> found.ours, list(found.learned.values())
+    ((True,), [('-j', 'LOG', '--log-prefix', 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxx')])
+    """
+    observed = tuple(observed)
+    if expected.keys == observed:
+        return Alignment(expected.ours, {}, ())
+    owned = [False] * len(observed)
+    learned: dict[RuleKey, RuleKey] = {}
+    unrecognized: list[RuleKey] = []
+    matcher = difflib.SequenceMatcher(None, expected.keys, observed, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            owned[j1:j2] = expected.ours[i1:i2]
+        elif tag == "replace":
+            j = j1
+            for i in range(i1, i2):
+                own = expected.fresh[i]
+                if own is None:
+                    continue
+                for candidate in range(j, j2):
+                    if _shape(observed[candidate]) == _shape(own):
+                        learned[own] = observed[candidate]
+                        owned[candidate] = True
+                        j = candidate + 1
+                        break
+                else:
+                    unrecognized.append(own)
+    _conserve(expected, observed, owned)
+    return Alignment(tuple(owned), learned, tuple(unrecognized))
+
+
+def _conserve(expected: Expected, observed: tuple[RuleKey, ...], owned: list[bool]) -> None:
+    """Ownership is conserved per rule: we own as many copies of a rule as
+    we wrote and still see, whatever moved. Identical lines cannot be told
+    apart, so when ours was deleted and an identical line added elsewhere
+    (a rule moved by hand), the pairing above may have called ours foreign;
+    give it back, never more than we had. Copies not ours stay not ours."""
+    had = Counter(k for k, mine in zip(expected.keys, expected.ours, strict=True) if mine)
+    have = Counter(k for k, mine in zip(observed, owned, strict=True) if mine)
+    for index, key in enumerate(observed):
+        if not owned[index] and have[key] < had[key]:
+            owned[index] = True
+            have[key] += 1
+
+
+def _shape(key: RuleKey) -> tuple[tuple[str, ...], frozenset[str], str | None]:
+    """What iptables never rewrites in a rule it prints: the base options
+    (addresses, interfaces, protocol), which matches it loads (as a set: a
+    repeated match may be merged), and its target. Values of match and
+    target options may be cut or reformatted (a long log prefix, a comment)."""
+    heads = [i for i, token in enumerate(key) if token in ("-m", "-j", "-g")]
+    base = key[: heads[0]] if heads else key
+    matches = frozenset(key[i + 1] for i in heads if key[i] == "-m" and i + 1 < len(key))
+    target = next((key[i + 1] for i in heads if key[i] != "-m" and i + 1 < len(key)), None)
+    return base, matches, target
 
 
 def _order(key: ChainKey) -> tuple[str, str, str]:
@@ -287,14 +497,40 @@ def _by_chain(rules: Iterable[Rule]) -> dict[ChainKey, list[Rule]]:
 CANARY_COMMENT = "aioiptables:canary"
 
 
+# An owner names an agent in a comment: a short word, so that no owner's tag
+# can be another owner's, or a chain marker, or the canary's comment.
+_OWNER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def validate_owner(owner: str) -> str:
+    """Return ``owner`` if it can name an owner: 1 to 64 letters, digits,
+    ``_``, ``.`` or ``-``.
+
+    >>> validate_owner("x:chain")
+    Traceback (most recent call last):
+    ...
+    aioiptables.errors.InvalidRuleError: invalid owner 'x:chain': must be 1 to 64 letters, digits, '_', '.' or '-'
+    """
+    if not isinstance(owner, str) or _OWNER.fullmatch(owner) is None:
+        raise InvalidRuleError("owner", owner, "must be 1 to 64 letters, digits, '_', '.' or '-'")
+    return owner
+
+
 def owner_tag(owner: str) -> str:
-    """The comment every rule of ``owner`` carries."""
-    return f"aioiptables:{owner}"
+    """The comment every rule of ``owner`` carries: ``aioiptables:owner=NAME``."""
+    return f"aioiptables:owner={validate_owner(owner)}"
 
 
 def chain_tag(owner: str) -> str:
-    """The comment of the rule that marks a chain as ``owner``'s."""
-    return f"aioiptables:{owner}:chain"
+    """The comment of the rule that marks a chain as ``owner``'s:
+    ``aioiptables:chain=NAME``. No owner tag can equal it."""
+    return f"aioiptables:chain={validate_owner(owner)}"
+
+
+def tagged(keys: Iterable[RuleKey], owner: str) -> tuple[bool, ...]:
+    """Which of these lines carry ``owner``'s rule tag or chain marker."""
+    tags = {owner_tag(owner), chain_tag(owner)}
+    return tuple(any(a == "--comment" and b in tags for a, b in itertools.pairwise(key)) for key in keys)
 
 
 def _comment(text: str) -> tuple[str, ...]:

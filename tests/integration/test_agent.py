@@ -219,7 +219,7 @@ def test_sigint_cleans_up_both_protocols_without_metrics(agent: Agent, netns: st
     agent.config.write_text(config(backend, [MASQUERADE], [FROM_MESH], extra='owner = "agent"') + v6)
     agent.port = 0  # metrics off: prometheus-client is not needed then
     agent.start()
-    tagged = "aioiptables:agent"
+    tagged = "aioiptables:owner=agent"
     agent.wait_for(
         "the IPv6 rule",
         lambda: any(tagged in line for line in rules(netns, backend, "filter", "ip6tables")),

@@ -315,7 +315,7 @@ def test_diff_and_apply_toml(
     # Applying again changes nothing: two reads, no write.
     twice = cli(capsys, "apply", *opts, "--json", str(path))
     assert twice.status == EXIT_OK
-    assert twice.json == {"changed": False, "changes": [], "writes": 0, "processes": 2}
+    assert twice.json == {"changed": False, "changes": [], "writes": 0, "refused": [], "processes": 2}
 
     after = cli(capsys, "diff", *opts, str(path))
     assert (after.status, after.out, after.err) == (EXIT_OK, "", "nothing to change; 2 processes\n")
@@ -562,3 +562,84 @@ def test_missing_namespace_exits_3(backend: str, command: str, tmp_path: Path) -
     as_json = run_module(command, "--netns", absent, "--backend", backend, "--json", target)
     assert as_json.returncode == EXIT_IPTABLES
     assert json.loads(as_json.stdout)["exit_status"] == EXIT_IPTABLES
+
+
+REFUSING = {
+    "save": (
+        "refusing.rules",
+        "*filter\n"
+        "-A INPUT -s 10.6.1.0/24 -j ACCEPT\n"
+        "-A INPUT -m set --match-set cli-nosuch src -j DROP\n"
+        "-A INPUT -s 10.6.2.0/24 -j ACCEPT\n"
+        "COMMIT\n",
+        ":3: filter -A INPUT -m set --match-set cli-nosuch src -j DROP: ",
+    ),
+    "toml": (
+        "refusing.toml",
+        '[[append]]\nrule = "-A INPUT -s 10.6.1.0/24 -j ACCEPT"\n\n'
+        '[[append]]\nrule = "-A INPUT -m set --match-set cli-nosuch src -j DROP"\n\n'
+        '[[append]]\nrule = "-A INPUT -s 10.6.2.0/24 -j ACCEPT"\n',
+        ":4: [[append]] #2: filter -A INPUT -m set --match-set cli-nosuch src -j DROP: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSING))
+def test_apply_names_the_file_and_line_of_a_rule_iptables_refused_and_writes_the_rest(
+    netns: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    name, text, located = REFUSING[kind]
+    path = tmp_path / name
+    path.write_text(text)
+    applied = cli(capsys, "apply", *where(netns, backend), str(path))
+    assert applied.status == EXIT_IPTABLES, applied
+    assert f"{path}{located}" in applied.err, applied.err
+    assert "cli-nosuch" in applied.err.split(located, 1)[1], "iptables' own message follows"
+    saved = rules(netns, backend, "filter")
+    assert saved[-2:] == ["-A INPUT -s 10.6.1.0/24 -j ACCEPT", "-A INPUT -s 10.6.2.0/24 -j ACCEPT"]
+
+
+def test_apply_refuses_a_rule_that_would_overflow_a_restore_line(
+    netns: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    comments = " ".join(f"-m comment --comment {'c' * 250}" for _ in range(37))
+    tail = "x" * 40 + " -F -m comment --comment "
+    path = tmp_path / "attack.toml"
+    path.write_text(
+        f"[[append]]\nchain = 'FORWARD'\nspec = '{comments} -m comment --comment \"{tail}\" -j ACCEPT'\n"
+    )
+    iptables(netns, backend, "-A", "INPUT", "-j", "ACCEPT")
+    before = rules(netns, backend, "filter")
+    applied = cli(capsys, "apply", *where(netns, backend), str(path))
+    assert applied.status == EXIT_USAGE, applied
+    assert "cut the line" in applied.err, applied.err
+    assert rules(netns, backend, "filter") == before
+
+
+@pytest.mark.parametrize("owner", [None, "cli"], ids=["no-owner", "owner"])
+def test_apply_removes_what_a_file_dropped_only_for_its_owner(
+    netns: str, backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], owner: str | None
+) -> None:
+    iptables(netns, backend, "-A", "INPUT", "-s", "10.7.0.0/16", "-j", "ACCEPT")  # someone else's
+    first = tmp_path / "first.rules"
+    first.write_text(
+        "*filter\n-A INPUT -s 10.7.0.0/16 -j ACCEPT\n-A INPUT -s 10.8.0.0/16 -j ACCEPT\nCOMMIT\n"
+    )
+    second = tmp_path / "second.rules"
+    second.write_text("*filter\n-A INPUT -s 10.9.0.0/16 -j ACCEPT\nCOMMIT\n")
+    opts = (*where(netns, backend), *(("--owner", owner) if owner else ()))
+    assert cli(capsys, "apply", *opts, str(first)).status == EXIT_OK
+    diff = cli(capsys, "diff", *opts, str(second))
+    assert cli(capsys, "apply", *opts, str(second)).status == EXIT_OK
+    tag = ' -m comment --comment "aioiptables:owner=cli"'
+    lines = [line.replace(tag, "") for line in rules(netns, backend, "filter") if line.startswith("-A")]
+    if owner:
+        assert sorted({row[2] for row in diff.rows}) == ["append", "delete"]
+        assert lines == ["-A INPUT -s 10.7.0.0/16 -j ACCEPT", "-A INPUT -s 10.9.0.0/16 -j ACCEPT"]
+    else:
+        assert [row[2] for row in diff.rows] == ["append"], "nothing is ever deleted without --owner"
+        assert lines == [
+            "-A INPUT -s 10.7.0.0/16 -j ACCEPT",
+            "-A INPUT -s 10.8.0.0/16 -j ACCEPT",
+            "-A INPUT -s 10.9.0.0/16 -j ACCEPT",
+        ]
