@@ -21,7 +21,7 @@ from .errors import (
 )
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
-from .parse import Canonical, ChainListing, TableSnapshot, analyze, canonicalize, parse_save
+from .parse import Canonical, ChainListing, TableSnapshot, analyze, canonicalize, check_rule, parse_save
 from .plan import TablePlan, plan
 from .runner import Completed, ProcessRunner, Runner
 
@@ -52,6 +52,7 @@ __all__ = [
     "TableSnapshot",
     "analyze",
     "canonicalize",
+    "check_rule",
     "parse_save",
     "plan",
 ]

@@ -58,7 +58,7 @@ from .model import (
     validate_spec,
     validate_table,
 )
-from .parse import ChainListing, analyze, parse_listing, rule_key
+from .parse import ChainListing, analyze, parse_listing, rule_key, rule_records
 from .plan import TablePlan
 from .runner import netns_path
 from .syntax import join_tokens, split_line
@@ -804,9 +804,9 @@ def _printed_line(client: RecordingClient, listing: ChainListing, rule: Rule) ->
     if key not in listing.keys:
         return None
     index = listing.keys.index(key)
-    lines = client.printed.get((rule.table, rule.chain), [])
-    # The same lines parse_listing read, in the same order.
-    rules = [line for line in lines if line.startswith("-A ") and split_line(line)[1:2] == [rule.chain]]
+    # The same records parse_listing read, in the same order (a rule printed
+    # on several lines is one record).
+    rules = rule_records(client.printed.get((rule.table, rule.chain), []), rule.chain)
     if index < len(rules):
         return rules[index]
     return f"-A {rule.chain} {join_tokens(listing.specs[index])}"  # pragma: no cover - defensive

@@ -463,6 +463,11 @@ def _command(args: Sequence[str]) -> tuple[str, str]:
 
 
 def _lines(text: str) -> list[str]:
-    # Warnings such as "# Warning: iptables-legacy tables present" are not rules.
-    # Split at \n only: a comment may hold U+2028 or U+0085, which splitlines() breaks at.
-    return [line for line in text.split("\n") if line and not line.startswith("#")]
+    # Split at \n only: a comment may hold U+2028 or U+0085, which splitlines()
+    # breaks at. Keep empty and "#" lines (a comment holding a newline goes on
+    # on the next line, which may be either) but the trailing newline and
+    # iptables' own warnings ("# Warning: iptables-legacy tables present").
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line for line in lines if not line.startswith("# Warning: ")]

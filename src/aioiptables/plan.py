@@ -582,7 +582,7 @@ def leftovers(tables: Iterable[TableSnapshot], desired: RuleSet, owner: str) -> 
                 continue
             for spec, key in zip(listing.specs, listing.keys, strict=True):
                 if _carries(key, tag) and (proto, table, name, key) not in wanted_rules:
-                    found.append(Rule(table, name, spec, proto))
+                    found.append(Rule.from_printed(table, name, spec, proto))
     return found
 
 

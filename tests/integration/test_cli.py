@@ -643,3 +643,15 @@ def test_apply_removes_what_a_file_dropped_only_for_its_owner(
             "-A INPUT -s 10.8.0.0/16 -j ACCEPT",
             "-A INPUT -s 10.9.0.0/16 -j ACCEPT",
         ]
+
+
+@pytest.mark.parametrize("comment", ["a\nb", "a\n# b", "a\n\nb", "a\n-A INPUT -j DROP"])
+def test_check_reads_past_a_foreign_rule_printed_on_several_lines(
+    netns: str, backend: str, capsys: pytest.CaptureFixture[str], comment: str
+) -> None:
+    iptables(netns, backend, "-A", "INPUT", "-m", "comment", "--comment", comment, "-j", "ACCEPT")
+    iptables(netns, backend, "-A", "INPUT", "-s", "10.4.0.0/16", "-j", "ACCEPT")
+    found = cli(capsys, "check", *where(netns, backend), "-A INPUT -s 10.4.0.0/16 -j ACCEPT")
+    assert (found.status, found.rows) == (EXIT_OK, [["found", "filter", "-A INPUT -s 10.4.0.0/16 -j ACCEPT"]])
+    fake = cli(capsys, "check", *where(netns, backend), "-A INPUT -j DROP")
+    assert fake.status == EXIT_DIFFERS, "a line inside a comment is not a rule"
