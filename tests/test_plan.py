@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from aioiptables.model import Chain, Protocol, Rule, RuleSet
 from aioiptables.parse import ChainListing
-from aioiptables.plan import ChainKey, Op, TablePlan, chains_to_read, plan
+from aioiptables.plan import ChainKey, Expected, Op, TablePlan, align, chains_to_read, plan
 
 V4, V6 = Protocol.IPV4, Protocol.IPV6
 Spec = tuple[str, ...]
@@ -752,3 +752,61 @@ def test_applying_the_plan_puts_desired_rules_in_order_and_leaves_nothing_to_do(
         for chain, expected in table_plan.after.items():
             assert expected.exists is (chain in state), f"`after` of {chain} is wrong"
             assert list(expected.specs) == state.get(chain, []), f"`after` of {chain} is wrong"
+
+
+# -- align: learning how iptables printed what we just wrote ------------------------------
+
+
+def fresh(*keys: tuple[str, ...]) -> Expected:
+    return Expected(keys, keys, (True,) * len(keys), keys)
+
+
+LOG40 = ("-j", "LOG", "--log-prefix", "p" * 40)
+LOG29 = ("-j", "LOG", "--log-prefix", "p" * 29)
+FOREIGN = ("-s", "10.9.9.9/32", "-j", "DROP")
+
+
+@pytest.mark.parametrize(
+    ("expected", "observed", "learned", "ours"),
+    [
+        pytest.param(fresh(LOG40), [LOG29], {LOG40: LOG29}, (True,), id="a-cut-prefix-is-learned"),
+        pytest.param(
+            fresh(LOG40), [FOREIGN, LOG29], {LOG40: LOG29}, (False, True), id="learned-past-a-foreign-insert"
+        ),
+        pytest.param(
+            fresh(LOG40),
+            [("-j", "LOG", "--log-prefix", "another")],
+            {},
+            (False,),
+            id="a-same-shape-rule-with-other-values-is-not-ours",
+        ),
+        pytest.param(
+            fresh(("-s", "10.0.0.1/32", "-j", "LOG")),
+            [("-s", "10.0.0.2/32", "-j", "LOG")],
+            {},
+            (False,),
+            id="other-base-options-are-not-ours",
+        ),
+        pytest.param(
+            fresh(("-m", "comment", "--comment", "x", "-j", "ACCEPT")),
+            [("-m", "comment", "--comment", "x", "-j", "DROP")],
+            {},
+            (False,),
+            id="another-target-is-not-ours",
+        ),
+        pytest.param(fresh(LOG40), [], {}, (), id="a-deleted-line-teaches-nothing"),
+    ],
+)
+def test_align_learns_only_what_iptables_could_have_printed_for_ours(
+    expected: Expected, observed: list[tuple[str, ...]], learned: dict[Spec, Spec], ours: tuple[bool, ...]
+) -> None:
+    found = align(expected, observed)
+    assert found.learned == learned
+    assert found.ours == ours
+
+
+def test_align_gives_back_a_rule_moved_by_hand_but_never_one_more() -> None:
+    a, b = ("-s", "10.0.0.1/32", "-j", "ACCEPT"), ("-s", "10.0.0.2/32", "-j", "ACCEPT")
+    expected = Expected((a, b), (a, b), (True, True), (None, None))
+    assert align(expected, [b, a]).ours == (True, True)
+    assert align(expected, [b, a, a]).ours.count(True) == 2, "the second copy of a is someone else's"

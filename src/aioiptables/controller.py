@@ -395,9 +395,9 @@ class Controller:
         for key, listing in observed.items():
             expected = self._expected.get(key)
             if expected is None:
-                found = Alignment((False,) * len(listing.specs), {}, ())
+                found = Alignment((False,) * len(listing.specs), {})
             else:
-                found = align(expected, listing.keys)
+                found = align(expected, listing.keys, key[0])
             if learn:
                 self._learn(key, found)
             ours[key] = tagged(listing.keys, self.owner) if self.owner is not None else found.ours
@@ -411,6 +411,8 @@ class Controller:
                 self.logger.debug(
                     "learned how iptables prints a rule of %s", chain[2], extra={"chain": chain[2]}
                 )
+        for own in found.confirmed:
+            self._unrecognized.pop((*chain, own), None)
         for own in found.unrecognized:
             count = self._unrecognized.get((*chain, own), 0) + 1
             self._unrecognized[(*chain, own)] = count
@@ -478,7 +480,7 @@ class Controller:
                 try:
                     await self._write(table_plan)
                 except IPTablesError as exc:
-                    if not self._blame(table_plan, exc, refused, stuck):
+                    if not self._blame(table_plan, exc, refused, stuck, ours):
                         raise
                     break  # plan the tables left again, without what was refused
                 done[(table_plan.proto, table_plan.table)] = table_plan
@@ -498,13 +500,19 @@ class Controller:
         error: IPTablesError,
         refused: dict[Rule, str],
         stuck: dict[ChainKey, str],
+        ours: dict[ChainKey, tuple[bool, ...]],
     ) -> bool:
         """Find what a failed restore refused; False when it is not one of
-        our rules or chain deletions (then the whole error is raised)."""
+        our rules, deletes or chain deletions (then the whole error is raised)."""
         message = _iptables_message(error.stderr)
         op = table_plan.op_at(_failed_line(error.stderr) or 0)
         if op is not None and op.rule is not None:
             refused[op.rule] = message
+            return True
+        if op is not None and op.kind == "delete" and op.key is not None:
+            # No such rule: what we took for ours is not (someone deleted it
+            # since our read, or put another in its place). Believe iptables.
+            self._disown((table_plan.proto, table_plan.table, op.chain), op.key, ours)
             return True
         if op is not None and op.kind == "remove":
             key = (table_plan.proto, table_plan.table, op.chain)
@@ -522,6 +530,17 @@ class Controller:
                 refused[rule] = message
             return bool(culprits)
         return False
+
+    def _disown(self, chain: ChainKey, key: RuleKey, ours: dict[ChainKey, tuple[bool, ...]]) -> None:
+        """Stop taking the lines with ``key`` in ``chain`` for ours, and forget
+        that any rule of ours prints as ``key``."""
+        listing = self.state[chain]
+        ours[chain] = tuple(
+            mine and found != key for mine, found in zip(ours[chain], listing.keys, strict=True)
+        )
+        for learned in [k for k, printed in self._learned.items() if k[:3] == chain and printed == key]:
+            del self._learned[learned]
+        self.logger.info("a rule of ours in %s was not there to delete; replanning", chain[2])
 
     def _report(self, refused: dict[Rule, str]) -> None:
         """Raise :class:`RulesRefusedError` for the rules left out of this

@@ -30,7 +30,7 @@ from typing import Literal, NamedTuple
 
 from .errors import InvalidRuleError
 from .model import Chain, Protocol, Rule, RuleSet
-from .parse import ChainListing, RuleKey, TableSnapshot, rule_key
+from .parse import ChainListing, RuleKey, TableSnapshot, analyze, rule_key
 from .syntax import join_tokens
 
 __all__ = [
@@ -73,6 +73,8 @@ class Op:
     spec: tuple[str, ...] = ()
     position: int = 0
     rule: Rule | None = field(default=None, compare=False)
+    #: For a delete: the key of the line it deletes.
+    key: RuleKey | None = field(default=None, compare=False)
 
     def line(self) -> str:
         """The iptables-restore line for this change."""
@@ -174,9 +176,9 @@ class _Work:
         key = self.keys[at]
         if key in self.keys[:at]:
             # -D by spec would delete the identical line above it: name ours by number.
-            self.ops.append(Op("delete", self.listing.chain, position=at + 1))
+            self.ops.append(Op("delete", self.listing.chain, position=at + 1, key=key))
         else:
-            self.ops.append(Op("delete", self.listing.chain, spec or self.specs[at]))
+            self.ops.append(Op("delete", self.listing.chain, spec or self.specs[at], key=key))
         del self.keys[at], self.specs[at], self.ours[at], self.fresh[at]
 
     def delete_ours(self, key: RuleKey, spec: tuple[str, ...] | None = None) -> None:
@@ -402,10 +404,12 @@ class Alignment(NamedTuple):
     #: Own canonical key -> printed key, for fresh lines printed otherwise.
     learned: dict[RuleKey, RuleKey]
     #: Own keys of fresh lines replaced by something no line could be paired with.
-    unrecognized: tuple[RuleKey, ...]
+    unrecognized: tuple[RuleKey, ...] = ()
+    #: Own keys of fresh lines found as predicted.
+    confirmed: tuple[RuleKey, ...] = ()
 
 
-def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
+def align(expected: Expected, observed: Sequence[RuleKey], proto: Protocol = Protocol.IPV4) -> Alignment:
     """Pair a chain as a plan predicted it with the chain as read.
 
     Returns which observed lines are ours, and what was learned: for each
@@ -415,10 +419,13 @@ def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
     Lines are paired by content where they are equal; a freshly written line
     that is not found stands in a run of lines that differ from the
     prediction, and is paired, in order, with a line of that run of the same
-    shape: the same base options, matches and target (another agent
-    replacing a line we just wrote, in the same place and within one
-    resync, by a rule that differs only in option values, is the only way
-    to fool it). No extra process: this read happens anyway.
+    shape: the same base options, matches and target, and, where the
+    canonicalizer read the rule whole, tokens that are ours cut short or
+    with some left out (a truncated prefix or comment, a merged match), or
+    ours with some added (a default). Another agent replacing a line we just
+    wrote, in the same place and within one resync, by such a near copy is
+    the only way to fool it; a delete that then finds nothing to delete
+    undoes the belief. No extra process: this read happens anyway.
 
     >>> e = Expected((("-j", "LOG"),), (("-j", "LOG", "--log-prefix", "x" * 40),), (True,),
     ...              (("-j", "LOG", "--log-prefix", "x" * 40),))
@@ -428,14 +435,16 @@ def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
     """
     observed = tuple(observed)
     if expected.keys == observed:
-        return Alignment(expected.ours, {}, ())
+        return Alignment(expected.ours, {}, (), tuple(k for k in expected.fresh if k is not None))
     owned = [False] * len(observed)
     learned: dict[RuleKey, RuleKey] = {}
     unrecognized: list[RuleKey] = []
+    confirmed: list[RuleKey] = []
     matcher = difflib.SequenceMatcher(None, expected.keys, observed, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             owned[j1:j2] = expected.ours[i1:i2]
+            confirmed += [k for k in expected.fresh[i1:i2] if k is not None]
         elif tag == "replace":
             j = j1
             for i in range(i1, i2):
@@ -443,7 +452,7 @@ def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
                 if own is None:
                     continue
                 for candidate in range(j, j2):
-                    if _shape(observed[candidate]) == _shape(own):
+                    if _printed_as(own, observed[candidate], proto):
                         learned[own] = observed[candidate]
                         owned[candidate] = True
                         j = candidate + 1
@@ -451,7 +460,22 @@ def align(expected: Expected, observed: Sequence[RuleKey]) -> Alignment:
                 else:
                     unrecognized.append(own)
     _conserve(expected, observed, owned)
-    return Alignment(tuple(owned), learned, tuple(unrecognized))
+    return Alignment(tuple(owned), learned, tuple(unrecognized), tuple(confirmed))
+
+
+def _printed_as(own: RuleKey, printed: RuleKey, proto: Protocol) -> bool:
+    """Whether ``printed`` can be how iptables printed the rule ``own``."""
+    if _shape(own) != _shape(printed):
+        return False
+    if not analyze(own, proto).exact:
+        return True  # parts kept as text: iptables may print them any way
+    return _within(printed, own) or _within(own, printed)
+
+
+def _within(short: RuleKey, long: RuleKey) -> bool:
+    """Whether each token of ``short`` begins a token of ``long``, in order."""
+    tokens = iter(long)
+    return all(any(token.startswith(part) for token in tokens) for part in short)
 
 
 def _conserve(expected: Expected, observed: tuple[RuleKey, ...], owned: list[bool]) -> None:

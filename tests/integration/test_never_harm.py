@@ -519,3 +519,38 @@ def test_generated_rule_sets_never_grow_a_chain(
 
     check()
     assert len(examples) >= 6, f"too few rule sets were accepted: {examples}"
+
+
+async def test_a_near_copy_put_in_place_of_a_fresh_rule_is_never_deleted(
+    world: World, proto: Protocol
+) -> None:
+    # Someone replaces the rule we just wrote by a log rule whose prefix is a
+    # cut of ours, as iptables itself would print ours: we take it for ours,
+    # but a delete that finds nothing undoes that belief; theirs stays.
+    ours = Rule("filter", "INPUT", ("-j", "LOG", "--log-prefix", "p" * 40), proto)
+    controller = controller_for(world, proto)
+    await controller.set(RuleSet(append=[ours]))
+    await world.iptables(proto, "-D", "INPUT", *ours.spec)
+    await world.iptables(proto, "-A", "INPUT", "-j", "LOG", "--log-prefix", "p" * 10)
+    await controller.reconcile()
+    await controller.cleanup()
+    assert await world.rules(proto, "filter", "INPUT") == [f"-A INPUT -j LOG --log-prefix {'p' * 10}"]
+
+
+async def test_a_rule_replaced_by_another_of_the_same_shape_is_written_again(
+    world: World, proto: Protocol
+) -> None:
+    ours = Rule("filter", "INPUT", ("-j", "LOG", "--log-prefix", "p" * 40), proto)
+    controller = controller_for(world, proto)
+    await controller.set(RuleSet(append=[ours]))
+    await world.iptables(proto, "-D", "INPUT", *ours.spec)
+    await world.iptables(proto, "-A", "INPUT", "-j", "LOG", "--log-prefix", "theirs")
+    await controller.reconcile()
+    await controller.reconcile()
+    assert controller.last_stats["writes"] == 0
+    assert await world.rules(proto, "filter", "INPUT") == [
+        "-A INPUT -j LOG --log-prefix theirs",
+        f"-A INPUT -j LOG --log-prefix {'p' * (29 if world.real else 40)}",
+    ]
+    await controller.cleanup()
+    assert await world.rules(proto, "filter", "INPUT") == ["-A INPUT -j LOG --log-prefix theirs"]
