@@ -521,17 +521,23 @@ def test_generated_rule_sets_never_grow_a_chain(
     assert len(examples) >= 6, f"too few rule sets were accepted: {examples}"
 
 
-async def test_a_near_copy_put_in_place_of_a_fresh_rule_is_never_deleted(
-    world: World, proto: Protocol
-) -> None:
-    # Someone replaces the rule we just wrote by a log rule whose prefix is a
-    # cut of ours, as iptables itself would print ours: we take it for ours,
-    # but a delete that finds nothing undoes that belief; theirs stays.
+async def replace_fresh_log_rule(world: World, proto: Protocol, prefix: str) -> Controller:
+    """Write a log rule, then, before the controller reads again, put a log
+    rule with ``prefix`` in its place behind its back."""
     ours = Rule("filter", "INPUT", ("-j", "LOG", "--log-prefix", "p" * 40), proto)
     controller = controller_for(world, proto)
     await controller.set(RuleSet(append=[ours]))
     await world.iptables(proto, "-D", "INPUT", *ours.spec)
-    await world.iptables(proto, "-A", "INPUT", "-j", "LOG", "--log-prefix", "p" * 10)
+    await world.iptables(proto, "-A", "INPUT", "-j", "LOG", "--log-prefix", prefix)
+    return controller
+
+
+async def test_a_near_copy_put_in_place_of_a_fresh_rule_is_never_deleted(
+    world: World, proto: Protocol
+) -> None:
+    # Their prefix is a cut of ours, as iptables itself would print ours: we
+    # take it for ours, but a delete that finds nothing undoes that belief.
+    controller = await replace_fresh_log_rule(world, proto, "p" * 10)
     await controller.reconcile()
     await controller.cleanup()
     assert await world.rules(proto, "filter", "INPUT") == [f"-A INPUT -j LOG --log-prefix {'p' * 10}"]
@@ -540,11 +546,7 @@ async def test_a_near_copy_put_in_place_of_a_fresh_rule_is_never_deleted(
 async def test_a_rule_replaced_by_another_of_the_same_shape_is_written_again(
     world: World, proto: Protocol
 ) -> None:
-    ours = Rule("filter", "INPUT", ("-j", "LOG", "--log-prefix", "p" * 40), proto)
-    controller = controller_for(world, proto)
-    await controller.set(RuleSet(append=[ours]))
-    await world.iptables(proto, "-D", "INPUT", *ours.spec)
-    await world.iptables(proto, "-A", "INPUT", "-j", "LOG", "--log-prefix", "theirs")
+    controller = await replace_fresh_log_rule(world, proto, "theirs")
     await controller.reconcile()
     await controller.reconcile()
     assert controller.last_stats["writes"] == 0
