@@ -123,7 +123,7 @@ class World:
         result = await anyio.run_process(argv, check=False)
         if result.returncode:
             raise AssertionError(f"{' '.join(argv)}: {result.stderr.decode()}")
-        return result.stdout.decode()
+        return result.stdout.decode("utf-8", "replace")  # as the client reads it
 
     async def rules(self, proto: Protocol, table: str, chain: str) -> list[str]:
         """The ``-S`` lines of one chain, read behind the library's back."""

@@ -473,9 +473,11 @@ def _printed_as(own: RuleKey, printed: RuleKey, proto: Protocol) -> bool:
 
 
 def _within(short: RuleKey, long: RuleKey) -> bool:
-    """Whether each token of ``short`` begins a token of ``long``, in order."""
+    """Whether each token of ``short`` begins a token of ``long``, in order.
+    A value iptables cut at a byte limit may end in half a character, read
+    back as U+FFFD: what comes before it must begin ours."""
     tokens = iter(long)
-    return all(any(token.startswith(part) for token in tokens) for part in short)
+    return all(any(token.startswith(part.rstrip("\ufffd")) for token in tokens) for part in short)
 
 
 def _conserve(expected: Expected, observed: tuple[RuleKey, ...], owned: list[bool]) -> None:

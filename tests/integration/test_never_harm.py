@@ -556,3 +556,17 @@ async def test_a_rule_replaced_by_another_of_the_same_shape_is_written_again(
     ]
     await controller.cleanup()
     assert await world.rules(proto, "filter", "INPUT") == ["-A INPUT -j LOG --log-prefix theirs"]
+
+
+async def test_a_comment_cut_in_the_middle_of_a_character_is_learned(world: World, proto: Protocol) -> None:
+    # iptables keeps 255 bytes of a comment: here the cut falls inside "é",
+    # and the printed comment ends in half a character.
+    rule = Rule("filter", "INPUT", ("-m", "comment", "--comment", "0" * 254 + "é" * 5, "-j", "ACCEPT"), proto)
+    controller = controller_for(world, proto)
+    await controller.set(RuleSet(append=[rule]))
+    for _ in range(3):
+        await controller.reconcile()
+        assert len(await world.rules(proto, "filter", "INPUT")) == 1
+    assert controller.last_stats["writes"] == 0
+    await controller.cleanup()
+    assert await world.rules(proto, "filter", "INPUT") == []
