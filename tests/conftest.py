@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aioiptables import Client, FakeClient, FakeRunner, Protocol
+from aioiptables import Client, Controller, FakeClient, FakeRunner, Protocol
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -140,6 +140,19 @@ class World:
                 if not line.startswith("#")
             )
         return lines
+
+
+def controller_for(world: World, proto: Protocol, **kwargs: Any) -> Controller:
+    """A Controller of ``world`` holding one client, of ``proto``."""
+    client = world.client(proto)
+    if proto is Protocol.IPV4:
+        return Controller(client, **kwargs)
+    return Controller(None, client, **kwargs)
+
+
+def net(proto: Protocol, n: int = 1) -> str:
+    """A network of ``proto`` for the tests' rules: 10.N.0.0/16 or fd00:N::/64."""
+    return f"10.{n}.0.0/16" if proto is Protocol.IPV4 else f"fd00:{n}::/64"
 
 
 @pytest.fixture(params=["fake", "nft", "legacy"])

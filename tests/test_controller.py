@@ -23,7 +23,7 @@ from aioiptables import (
     canonicalize,
 )
 from aioiptables.syntax import join_tokens, split_line
-from conftest import World
+from conftest import World, controller_for
 
 pytestmark = pytest.mark.anyio
 
@@ -68,13 +68,6 @@ def expected_lines(proto: Protocol, table: str, chain: str) -> list[str]:
     ruleset = kilo(proto)
     rules = [item for item in [*ruleset.prepend, *ruleset.append] if isinstance(item, Rule)]
     return [f"-A {chain} {join_tokens(r.spec)}" for r in rules if (r.table, r.chain) == (table, chain)]
-
-
-def controller_for(world: World, proto: Protocol, **kwargs: object) -> Controller:
-    client = world.client(proto)
-    if proto is Protocol.IPV4:
-        return Controller(client, **kwargs)  # type: ignore[arg-type]
-    return Controller(None, client, **kwargs)  # type: ignore[arg-type]
 
 
 async def assert_in_place(world: World, proto: Protocol) -> None:

@@ -15,8 +15,10 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from typing import TypeGuard
 
 import anyio
+from anyio.lowlevel import RunVar
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .cache import RuleCache
@@ -24,7 +26,7 @@ from .client import BackendName, Client
 from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
 from .limits import check_restore_payload, check_restore_rule
 from .model import Chain, Item, Protocol, Rule, RuleSet, validate_chain_name
-from .parse import ChainListing, RuleKey, rule_key
+from .parse import ChainListing, RuleKey, parse_save, rule_key
 from .plan import (
     Alignment,
     ChainKey,
@@ -32,9 +34,13 @@ from .plan import (
     TablePlan,
     align,
     chain_tag,
+    chains_in_use,
     chains_to_read,
     decorate,
+    jump_target,
     leftovers,
+    loop_closers,
+    marker_spec,
     owner_tag,
     plan,
     tagged,
@@ -166,7 +172,8 @@ class Controller:
         self._expected: dict[ChainKey, Expected] = {}
         # Chains this controller created (and so may delete).
         self._own_chains: set[ChainKey] = set()
-        self._lock = anyio.Lock()
+        # One lock per event loop: an anyio lock belongs to the loop that made it.
+        self._locks: RunVar[anyio.Lock] = RunVar(f"aioiptables-controller-{id(self):x}")
         self._errors_in: MemoryObjectSendStream[Exception]
         self.errors: MemoryObjectReceiveStream[Exception]
         self._errors_in, self.errors = anyio.create_memory_object_stream[Exception](_ERROR_BUFFER)
@@ -181,6 +188,14 @@ class Controller:
         #: the controller, the seconds it took and the error it raised (or
         #: None); ``last_stats`` then describes it. For metrics and the like.
         self.listeners: list[Callable[[Controller, float, Exception | None], None]] = []
+
+    @property
+    def _lock(self) -> anyio.Lock:
+        lock = self._locks.get(None)
+        if lock is None:
+            lock = anyio.Lock()
+            self._locks.set(lock)
+        return lock
 
     @property
     def clients(self) -> tuple[Client, ...]:
@@ -241,7 +256,7 @@ class Controller:
             cache = RuleCache(*self._clients.values())
             found = [] if self._adopted else await self._leftovers(cache, desired)
             retired = [
-                item for item in dict.fromkeys([*self._desired(), *self._retired, *found]) if item not in kept
+                item for item in self._retirement(desired, [*self._desired(), *found]) if item not in kept
             ]
             observed = await self._read(cache, chains_to_read(desired, retired))
             ours = self._ownership(observed, learn=False)
@@ -260,13 +275,20 @@ class Controller:
         desired = self._check(ruleset)
         async with self._lock:
             kept = set(desired)
+            in_use = chains_in_use(desired)
             for item in self._desired():
                 if item not in kept:
                     self._retired[item] = None
+                    if isinstance(item, Chain) and (item.proto, item.table, item.name) in in_use:
+                        self.logger.info(
+                            "chain %s %s %s left the rule set, but rules of the set live in it or "
+                            "jump to it: it stays until none does",
+                            item.proto.value, item.table, item.name,
+                            extra={"table": item.table, "chain": item.name},
+                        )  # fmt: skip
             for item in kept:
                 self._retired.pop(item, None)
             self._ruleset = ruleset
-            self._forget_unwanted(desired)
             await self._reconcile()
 
     async def reconcile(self) -> None:
@@ -362,16 +384,27 @@ class Controller:
         cache = RuleCache(*self._clients.values())
         if not self._adopted:
             await self._adopt_leftovers(cache, desired)
-        retired = list(self._retired)
+        retired = self._retirement(desired)
         observed = await self._read(cache, chains_to_read(desired, retired))
+        # A chain read gone is no longer ours, whoever creates it next.
+        self._own_chains -= {key for key, listing in observed.items() if not listing.exists}
         ours = self._ownership(observed, learn=True)
         self.state = dict(observed)
         self._expected = {key: Expected.of(observed[key], ours[key]) for key in observed}
         refused, stuck, plans = await self._write_all(desired, observed, retired, ours)
         self.last_plans = plans
-        self._retired.clear()
-        for chain in stuck:  # our rules left it; the chain goes once nothing jumps to it
+        in_use = chains_in_use(desired)
+        # A chain our rules left stays retired until it can go: while the rule
+        # set still needs it, or something else still jumps to it.
+        self._retired = {
+            item: None
+            for item in self._retired
+            if (isinstance(item, Chain) and (item.proto, item.table, item.name) in in_use)
+            or (self._is_marker(item) and (item.proto, item.table, item.chain) in in_use)
+        }
+        for chain in stuck:
             self._retired[chain] = None
+        self._forget_unwanted(desired)
         self._adopted = True
         self.last_stats = {
             "processes": self.calls - calls_before,
@@ -381,6 +414,21 @@ class Controller:
         }
         self.logger.debug("reconciled", extra=dict(self.last_stats))
         self._report(refused)
+
+    def _retirement(self, desired: RuleSet, more: Iterable[Item] = ()) -> list[Item]:
+        """What to remove now: what is retired, except the marker of a
+        retired chain the rule set still needs (the chain stays, and stays
+        marked as ours until it can go)."""
+        in_use = chains_in_use(desired)
+        return [
+            item
+            for item in dict.fromkeys([*self._retired, *more])
+            if not (self._is_marker(item) and (item.proto, item.table, item.chain) in in_use)
+        ]
+
+    def _is_marker(self, item: Item) -> TypeGuard[Rule]:
+        """Whether ``item`` is the rule marking one of our chains."""
+        return self.owner is not None and isinstance(item, Rule) and item.spec == marker_spec(self.owner)
 
     def _ownership(
         self, observed: dict[ChainKey, ChainListing], *, learn: bool
@@ -397,7 +445,7 @@ class Controller:
             if expected is None:
                 found = Alignment((False,) * len(listing.specs), {})
             else:
-                found = align(expected, listing.keys, key[0])
+                found = align(expected, listing.keys, key[0], self.owner)
             if learn:
                 self._learn(key, found)
             ours[key] = tagged(listing.keys, self.owner) if self.owner is not None else found.ours
@@ -432,6 +480,8 @@ class Controller:
                 key for key, listing in observed.items() if any(marker[0] in spec for spec in listing.specs)
             }
         own_chains -= set(stuck)
+        if self.owner is not None:
+            desired = _unmark_foreign(desired, observed, own_chains, marker_spec(self.owner))
         return plan(desired, observed, retired, key=self._key, ours=ours, own_chains=own_chains)
 
     def _writable(self, desired: RuleSet, refused: Iterable[Rule] = ()) -> RuleSet:
@@ -474,13 +524,21 @@ class Controller:
                 for p in self._plan(self._writable(desired, refused), observed, retired, ours, stuck)
                 if (p.proto, p.table) not in done
             ]
+            looping = {
+                op.rule: _LOOP for p in plans for op in loop_closers(p, observed) if op.rule is not None
+            }
+            if looping:
+                refused.update(looping)
+                continue  # plan again without them
             for table_plan in plans:
                 check_restore_payload(table_plan.payload)  # every table, before writing any
             for table_plan in plans:
                 try:
                     await self._write(table_plan)
                 except IPTablesError as exc:
-                    if not self._blame(table_plan, exc, refused, stuck, ours):
+                    if not self._blame(table_plan, exc, refused, stuck, ours) and not (
+                        await self._blame_loops(table_plan, exc, refused)
+                    ):
                         raise
                     break  # plan the tables left again, without what was refused
                 done[(table_plan.proto, table_plan.table)] = table_plan
@@ -530,6 +588,25 @@ class Controller:
                 refused[rule] = message
             return bool(culprits)
         return False
+
+    async def _blame_loops(
+        self, table_plan: TablePlan, error: IPTablesError, refused: dict[Rule, str]
+    ) -> bool:
+        """iptables-legacy refuses a loop of jumps at COMMIT, naming no rule,
+        and the loop may pass through chains the reconcile did not read: read
+        the whole table (one process, on this failure only) and find the
+        rules that close it."""
+        proto, table = table_plan.proto, table_plan.table
+        if _failed_line(error.stderr) != len(table_plan.ops) + 2:  # not the COMMIT line
+            return False
+        if not any(op.rule is not None and jump_target(rule_key(op.spec, proto)) for op in table_plan.ops):
+            return False  # no jump added: no loop to look for
+        snapshot = parse_save(await self._clients[proto].save(table), proto)[table]
+        whole = {(proto, table, name): snapshot.chain(name) for name in snapshot.names}
+        closers = [op.rule for op in loop_closers(table_plan, whole) if op.rule is not None]
+        for rule in closers:
+            refused[rule] = _LOOP
+        return bool(closers)
 
     def _disown(self, chain: ChainKey, key: RuleKey, ours: dict[ChainKey, tuple[bool, ...]]) -> None:
         """Stop taking the lines with ``key`` in ``chain`` for ours, and forget
@@ -642,14 +719,16 @@ class Controller:
         return self._learned.get((rule.proto, rule.table, rule.chain, own), own)
 
     def _forget_unwanted(self, desired: RuleSet) -> None:
-        """Forget what was learned of rules no longer wanted (compared as
-        they are written, owner tags included)."""
-        wanted = {self._where(r) for r in desired if isinstance(r, Rule)}
+        """Forget what was learned of rules neither wanted nor still to
+        delete (compared as they are written, owner tags included): a rule
+        retired is found by its printed form until it is gone."""
+        wanted = {self._where(r) for r in [*desired, *self._retired] if isinstance(r, Rule)}
         for memory in (self._learned, self._unrecognized):
             for stale in [k for k in memory if k not in wanted]:
                 del memory[stale]
 
 
+_LOOP = "closes a loop of jumps reachable from a built-in chain (iptables refuses it: Too many links)"
 # How many times a rule may come back from iptables in a form nobody can
 # pair with it before it is no longer written: each time left one copy.
 _MAX_UNRECOGNIZED = 2
@@ -660,6 +739,25 @@ _FAILED_LINE = re.compile(r"(?:Error occurred at line: |\bline )(\d+)")
 _MISSING_CHAIN = re.compile(r"Chain '([^']+)' does not exist")
 # "iptables-restore v1.8.9 (legacy): " and the like, before iptables' message.
 _PROGRAM_PREFIX = re.compile(r"^\S*tables\S* v[\d.]+ \([^)]*\):\s*")
+
+
+def _unmark_foreign(
+    desired: RuleSet,
+    observed: dict[ChainKey, ChainListing],
+    own_chains: set[ChainKey],
+    marker: tuple[str, ...],
+) -> RuleSet:
+    """``desired`` without the marker of a chain that was there before us
+    and is not ours: marking it would hand it to us, and a later cleanup
+    would delete it with its owner's rules. Our rules in it stay tagged."""
+
+    def foreign(rule: Rule) -> bool:
+        key = (rule.proto, rule.table, rule.chain)
+        return rule.spec == marker and observed[key].exists and key not in own_chains
+
+    if not any(foreign(r) for r in desired.prepend):
+        return desired
+    return RuleSet(append=desired.append, prepend=[r for r in desired.prepend if not foreign(r)])
 
 
 def _failed_line(stderr: str) -> int | None:

@@ -7,6 +7,7 @@ the model can raise :class:`InvalidRuleError` and the client can raise
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -30,6 +31,10 @@ RESOURCE_EXIT_STATUS = 4
 
 # Fragments of stderr meaning "the chain, rule or target does not exist", as
 # printed by iptables-nft and iptables-legacy from 1.6 to 1.8.10.
+# iptables-nft-restore names the line the kernel refused ("line 6:
+# RULE_APPEND failed (Too many links)") and exits 4, as for a held lock:
+# a refusal, which trying again cannot change.
+_REFUSED_LINE = re.compile(r"^line \d+: \S+ failed", re.MULTILINE)
 _NOT_EXIST_MARKERS = (
     "does not exist",
     "No chain/target/match by that name",
@@ -105,9 +110,14 @@ class IPTablesError(Exception):
         """True for exit status 4: the xtables lock is held or the kernel is busy.
 
         iptables-nft also exits 4 when it lacks privilege; that is a permission
-        problem, which retrying cannot fix, so it is not a resource problem.
+        problem, which retrying cannot fix, so it is not a resource problem;
+        nor is a line of a restore payload the kernel refused.
         """
-        return self.exit_status == RESOURCE_EXIT_STATUS and not self.is_permission_problem
+        return (
+            self.exit_status == RESOURCE_EXIT_STATUS
+            and not self.is_permission_problem
+            and _REFUSED_LINE.search(self.stderr) is None
+        )
 
     @property
     def is_permission_problem(self) -> bool:

@@ -2,10 +2,48 @@
 
 :class:`FakeRunner` emulates the command lines of ``iptables``,
 ``ip6tables`` (``-A -I -D -C -S -N -F -X -E -P``), their ``-save`` and their
-``-restore``. :class:`FakeClient` is a plain :class:`~aioiptables.Client` on
-that runner, so argv building, error classification, parsing and process
-counting are the production code: ``fake.calls`` is what a real client would
-have spent on the same calls.
+``-restore``, as iptables 1.8.9 does on one backend (``nft`` or ``legacy``):
+exit statuses and messages, values cut to the bytes the kernel keeps, user
+chains listed in byte order, ``-i``/``-o`` refused where packets only leave
+or only arrive, jump loops refused. :class:`FakeClient` is a plain
+:class:`~aioiptables.Client` on that runner, so argv building, error
+classification, parsing and process counting are the production code:
+``fake.calls`` is what a real client would have spent on the same calls.
+
+Where the backends differ, each is followed (measured on iptables 1.8.9):
+
+- ``--nflog-prefix`` keeps 63 bytes on legacy, 127 on nft (``--log-prefix``
+  29 and ``--comment`` 255 on both). A value cut inside a UTF-8 character
+  keeps the cut bytes, which a listing shows as U+FFFD (the client reads
+  iptables' output with ``errors="replace"``), while ``-D`` and ``-C`` compare
+  the bytes;
+- loops: legacy refuses a table where a walk from a builtin chain can come
+  back to a chain it is in (the kernel's walk stops at an unconditional
+  ``ACCEPT``, ``DROP``, ``RETURN`` or ``QUEUE``): ``Too many levels of symbolic
+  links`` (exit 1), at ``COMMIT`` in a restore (``line N failed``).
+  nf_tables refuses a walk that loops or goes through more than 15 user
+  chains (exit 4, ``RULE_APPEND failed (Too many links)``); in a restore,
+  only when the table it leaves has one, then naming every rule added after
+  which the table had one;
+- a restore on nft checks its commands at ``COMMIT`` (a jump to a missing
+  chain is reported at the ``COMMIT`` line); legacy checks each at its line;
+- deleting a user chain that holds rules or is jumped to: legacy says
+  ``Directory not empty`` or ``Too many links`` (exit 1), nf_tables
+  ``CHAIN_DEL failed (Device or resource busy)`` (exit 4);
+- a restore's ``:CHAIN`` line flushes a user chain at once on legacy; on nft
+  at commit, iptables-nft seeing the old rules until then (``-C`` finds one,
+  ``-I N`` counts them, ``-D`` of one fails in the kernel);
+- a rule ``-D`` or ``-C`` does not find: legacy says ``No chain/target/match
+  by that name`` when the rule jumps or has a target extension, ``Bad rule``
+  otherwise; nft always ``Bad rule``.
+
+Not emulated: options after a rule's extensions that take no value (a stray
+word in a rule spec is kept, where iptables says ``Bad argument``), nft's
+lazily created builtin chains (``-X INPUT`` of an empty builtin chain in an
+nft restore deletes it there), the nf_tables validation state a refused
+restore can leave behind in the kernel (the next restores are then refused
+a loop they close and open again), ip6tables-legacy quirks beyond ``-C``
+not comparing a LOG rule's prefix, ``-R``, ``-L``, ``-Z``, counters.
 
 Rules are compared by :func:`~aioiptables.parse.rule_key`, the same equality
 the cache and controller use.
@@ -16,8 +54,9 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .client import Binaries, Client
 from .errors import InvalidRuleError
@@ -27,6 +66,11 @@ from .runner import Completed, Runner
 from .syntax import quote, split_line
 
 __all__ = ["FakeRunner", "FakeClient"]
+
+Backend = Literal["nft", "legacy"]
+
+_VERSION = "v1.8.9"
+_VARIANT: dict[Backend, str] = {"nft": "nf_tables", "legacy": "legacy"}
 
 # Targets that are extensions, not chains; a jump to anything else must name a chain.
 _TARGETS = frozenset(
@@ -68,25 +112,110 @@ _TARGETS = frozenset(
         "SYNPROXY",
         "TEE",
         "TRACE",
-        "NETMAP",
         "HMARK",
     ]
 )
 
+#: How many bytes of each value the kernel keeps (the rest is cut without a word).
+_KEPT: dict[Backend, dict[str, int]] = {
+    "legacy": {"--log-prefix": 29, "--comment": 255, "--nflog-prefix": 63},
+    "nft": {"--log-prefix": 29, "--comment": 255, "--nflog-prefix": 127},
+}
+
+#: Standard verdicts: a rule that is one of them and nothing else ends the legacy
+#: kernel's walk through a chain, so the jumps after it cannot close a loop.
+_VERDICTS = frozenset({"ACCEPT", "DROP", "RETURN", "QUEUE"})
+
+#: nf_tables refuses a walk from a builtin chain through more user chains than this.
+_NFT_MAX_DEPTH = 15
+
+#: The longest chain name iptables takes (XT_EXTENSION_MAXNAMELEN less the NUL).
+_MAX_CHAIN_NAME = 28
+
+# Chains where packets only arrive (-o can match nothing) and only leave (-i neither):
+# iptables refuses those options there by the chain's name, in any table.
+_NO_OUT = frozenset({"PREROUTING", "INPUT"})
+_NO_IN = frozenset({"POSTROUTING", "OUTPUT"})
+_OUT_FLAGS = frozenset({"-o", "--out-interface"})
+_IN_FLAGS = frozenset({"-i", "--in-interface"})
+# The base options that take a value (the rest of a printed rule's head is "!" and -f).
+_BASE_VALUED = frozenset({"-s", "-d", "-i", "-o", "-p"})
+
+_LONG_COMMANDS = {
+    "--append": "-A",
+    "--insert": "-I",
+    "--delete": "-D",
+    "--check": "-C",
+    "--list-rules": "-S",
+    "--new-chain": "-N",
+    "--new": "-N",
+    "--flush": "-F",
+    "--delete-chain": "-X",
+    "--rename-chain": "-E",
+    "--policy": "-P",
+}
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+Kind = Literal["usage", "refused", "kernel", "fatal", "plain"]
+_STATUS: dict[Kind, int] = {"usage": 2, "refused": 1, "kernel": 4, "fatal": 1, "plain": 1}
+
 
 class _Failure(Exception):
-    def __init__(self, exit_status: int, message: str) -> None:
-        super().__init__(message)
-        self.exit_status = exit_status
-        self.message = message
+    """What iptables refused, and how it says so.
+
+    ``kind`` decides the wording around ``text`` and the exit status:
+
+    - usage: the command line is wrong (exit 2, with the ``Try ... --help``
+      hint; in a restore, ``Error occurred at line: N``);
+    - refused: the tables refuse it (exit 1, ``iptables: TEXT``; in a restore
+      ``line N failed``, plus the text on nft);
+    - kernel: nf_tables refused the commit (exit 4), ``lines`` in a restore;
+    - fatal: printed with the version and nothing else; plain: printed as is.
+    """
+
+    def __init__(
+        self,
+        kind: Kind,
+        text: str,
+        *,
+        status: int | None = None,
+        bare: bool = False,
+        lines: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        super().__init__(text)
+        self.kind: Kind = kind
+        self.text = text
+        self.status = _STATUS[kind] if status is None else status
+        self.bare = bare  # usage words iptables prints without its name ("Bad argument `x'")
+        self.lines = list(lines)
+        self.line: int | None = None  # the restore line it belongs to, once known
+
+
+def _usage(text: str) -> _Failure:
+    return _Failure("usage", text)
+
+
+def _bad_argument(token: str) -> _Failure:
+    if token.startswith("-"):
+        return _usage(f"Illegal option `{token}' with this command")
+    return _Failure("usage", f"Bad argument `{token}'", bare=True)
+
+
+def _refused(text: str) -> _Failure:
+    return _Failure("refused", text)
 
 
 def _no_chain() -> _Failure:
-    return _Failure(1, "iptables: No chain/target/match by that name.")
+    return _refused("No chain/target/match by that name.")
 
 
 def _bad_rule() -> _Failure:
-    return _Failure(1, "iptables: Bad rule (does a matching rule exist in that chain?).")
+    return _refused("Bad rule (does a matching rule exist in that chain?).")
+
+
+# -- the tables ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -98,278 +227,306 @@ class _Chain:
 _Table = dict[str, _Chain]
 
 
+class _Ghost(tuple[str, ...]):
+    """A rule an nft restore's chain line (``:CHAIN - [0:0]``) flushed: gone from the kernel
+    at commit, still in iptables-nft's cache until then (``-C`` finds it, ``-I N`` counts
+    it, ``-D`` of it fails in the kernel)."""
+
+    __slots__ = ()
+
+
+def _live(rules: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The rules the kernel holds (a restore's ghosts left out)."""
+    return [spec for spec in rules if not isinstance(spec, _Ghost)]
+
+
 def _new_table(name: str) -> _Table:
     return {chain: _Chain("ACCEPT") for chain in BUILTIN_CHAINS[name]}
 
 
-def _jump(spec: Sequence[str]) -> str | None:
+def _user_chains(table: _Table) -> list[str]:
+    # iptables (both backends) lists user chains by strcmp() of their names.
+    return sorted((n for n, c in table.items() if c.policy is None), key=_wire_bytes)
+
+
+def _order(table_name: str, table: _Table) -> list[str]:
+    """The chains as iptables lists them: builtin ones in hook order, then user chains."""
+    return [c for c in BUILTIN_CHAINS[table_name] if c in table] + _user_chains(table)
+
+
+def _jump_flag(spec: Sequence[str]) -> tuple[str, str] | None:
+    """A rule's jump or goto: the flag and where to."""
     for flag, value in itertools.pairwise(spec):
         if flag in ("-j", "--jump", "-g", "--goto"):
-            return value
+            return flag, value
     return None
 
 
-class FakeRunner(Runner):
-    """Emulates iptables in memory for both protocols.
+def _jump(spec: Sequence[str]) -> str | None:
+    found = _jump_flag(spec)
+    return found[1] if found is not None else None
 
-    ``calls`` counts the processes a real runner would have spawned.
-    """
 
-    def __init__(self) -> None:
-        self.calls = 0
-        self.tables: dict[Protocol, dict[str, _Table]] = {Protocol.IPV4: {}, Protocol.IPV6: {}}
+def _ends_walk(spec: tuple[str, ...]) -> bool:
+    """Whether the legacy kernel's walk stops at this rule (an unconditional verdict)."""
+    return len(spec) == 2 and spec[0] == "-j" and spec[1] in _VERDICTS
 
-    async def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
-    ) -> Completed:
-        """Answer ``argv`` from the in-memory tables, as iptables would."""
-        self.calls += 1
-        program = os.path.basename(argv[0])
-        proto = Protocol.IPV6 if program.startswith("ip6") else Protocol.IPV4
-        try:
-            if program.endswith("-save"):
-                out = self._save(proto, list(argv[1:]))
-            elif program.endswith("-restore"):
-                # iptables-restore reads bytes; what is not UTF-8 cannot name anything here.
-                out = self._restore(proto, list(argv[1:]), (input or b"").decode("utf-8", "replace"))
-            else:
-                out = self._command(proto, self.tables[proto], list(argv[1:]))
-        except _Failure as failure:
-            return Completed(tuple(argv), failure.exit_status, "", failure.message + "\n")
-        return Completed(tuple(argv), 0, out, "")
 
-    # -- the iptables command line ------------------------------------------
-
-    def _table(self, tables: dict[str, _Table], name: str) -> _Table:
-        if name not in BUILTIN_CHAINS:
-            raise _Failure(
-                3, f"iptables v1.8.9: can't initialize iptables table `{name}': Table does not exist"
-            )
-        if name not in tables:
-            tables[name] = _new_table(name)
-        return tables[name]
-
-    def _command(self, proto: Protocol, tables: dict[str, _Table], args: list[str]) -> str:
-        given = " ".join(args)
-        try:
-            return self._command_line(proto, tables, args)
-        except IndexError:
-            # A command or option missing its argument (-A without a chain, ...).
-            raise _Failure(2, f"iptables v1.8.9: {given}: option requires an argument") from None
-
-    def _command_line(self, proto: Protocol, tables: dict[str, _Table], args: list[str]) -> str:
-        table_name = "filter"
-        while args and args[0] in ("-w", "--wait", "-t", "--table"):
-            flag = args.pop(0)
-            if flag in ("-t", "--table"):
-                table_name = args.pop(0)
-            elif args and args[0].isdigit():
-                args.pop(0)
-        if not args:
-            raise _Failure(2, "iptables v1.8.9: no command specified")
-        table = self._table(tables, table_name)
-        command, rest = args[0], args[1:]
-        handler = {
-            "-A": self._append,
-            "-I": self._insert,
-            "-D": self._delete,
-            "-C": self._check,
-            "-S": self._list,
-            "-N": self._new,
-            "-F": self._flush,
-            "-X": self._remove,
-            "-E": self._rename,
-            "-P": self._policy,
-        }.get(command)
-        if handler is None:
-            raise _Failure(2, f"iptables v1.8.9: unknown command {command!r}")
-        return handler(proto, table, rest)
-
-    def _chain(self, table: _Table, name: str) -> _Chain:
-        if name not in table:
-            raise _no_chain()
-        return table[name]
-
-    def _check_target(self, table: _Table, spec: Sequence[str]) -> None:
+def _chain_jumps(chain: _Chain, *, legacy: bool) -> list[str]:
+    """Where a chain's jumps and gotos lead, those a walk can reach (legacy: before the
+    chain's first unconditional verdict; nft: all), each once."""
+    targets: dict[str, None] = {}
+    for spec in _live(chain.rules):
+        if legacy and _ends_walk(spec):
+            break
         target = _jump(spec)
-        if target is not None and target not in table and target not in _TARGETS:
-            raise _Failure(2, f"iptables v1.8.9: Couldn't load target `{target}':No such file or directory")
+        if target is not None:
+            targets[target] = None
+    return list(targets)
 
-    def _find(self, proto: Protocol, chain: _Chain, spec: Sequence[str]) -> int:
-        key = rule_key(spec, proto)
-        for index, existing in enumerate(chain.rules):
-            if rule_key(existing, proto) == key:
-                return index
-        raise _bad_rule()
 
-    def _append(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        chain = self._chain(table, args[0])
-        self._check_target(table, args[1:])
-        chain.rules.append(_as_printed(args[1:], proto))
-        return ""
+def _deepest_walk(graph: dict[str, list[str]], roots: Sequence[str]) -> float:
+    """How many chains the longest walk from a root goes through (infinite when a walk
+    can come back to a chain it is in). Iterative: a long chain of jumps must not
+    exhaust Python's stack."""
+    height: dict[str, float] = {}
+    on_path: set[str] = set()
+    for root in roots:
+        if root in height:
+            continue
+        stack = [(root, iter(graph.get(root, ())))]
+        on_path.add(root)
+        while stack:
+            node, targets = stack[-1]
+            target = next(targets, None)
+            if target is None:
+                stack.pop()
+                on_path.discard(node)
+                height[node] = 1 + max((height[t] for t in graph.get(node, ())), default=0)
+            elif target in on_path:
+                return float("inf")
+            elif target not in height:
+                on_path.add(target)
+                stack.append((target, iter(graph.get(target, ()))))
+    return max((height[r] for r in roots), default=0)
 
-    def _insert(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        chain = self._chain(table, args[0])
-        position, spec = 1, args[1:]
-        if spec and spec[0].isdigit():
-            position, spec = int(spec[0]), spec[1:]
-        if position < 1 or position > len(chain.rules) + 1:
-            raise _Failure(1, "iptables: Index of insertion too big.")
-        self._check_target(table, spec)
-        chain.rules.insert(position - 1, _as_printed(spec, proto))
-        return ""
 
-    def _delete(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        chain = self._chain(table, args[0])
-        if len(args) == 2 and args[1].isdigit():
-            index = int(args[1]) - 1
-            if not 0 <= index < len(chain.rules):
-                raise _Failure(1, "iptables: Index of deletion too big.")
+def _walk_refused(
+    table: _Table, *, legacy: bool, jumps: Callable[[str, _Chain], list[str]] | None = None
+) -> bool:
+    """Whether the kernel refuses this table: legacy for a loop reachable from a builtin
+    chain, nf_tables also for a walk deeper than its jump stack. ``jumps`` may answer
+    :func:`_chain_jumps` from a cache."""
+    jumps = jumps or (lambda _, chain: _chain_jumps(chain, legacy=legacy))
+    graph = {name: [t for t in jumps(name, chain) if t in table] for name, chain in table.items()}
+    roots = [name for name, chain in table.items() if chain.policy is not None]
+    depth = _deepest_walk(graph, roots)
+    if legacy:
+        return depth == float("inf")
+    return depth - 1 > _NFT_MAX_DEPTH  # the builtin chain itself is not a jump
+
+
+# -- bytes: what the kernel keeps and what a reader sees ---------------------------------------
+
+
+def _wire_bytes(text: str) -> bytes:
+    """``text`` as the bytes iptables handles (lone surrogates stand for raw bytes, as
+    os.fsencode gives them to a real process)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # no process could be given it; keep it comparable
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _as_read(text: str) -> str:
+    """What a client reads of output holding raw bytes: the real runner decodes
+    iptables' output with ``errors="replace"``."""
+    if text.isascii():
+        return text
+    return _wire_bytes(text).decode("utf-8", "replace")
+
+
+def _cut(value: str, kept: int) -> str:
+    """``value`` as the kernel keeps it: at most ``kept`` bytes, even inside a character
+    (the cut bytes are kept as lone surrogates, and read back as U+FFFD)."""
+    raw = _wire_bytes(value)
+    if len(raw) <= kept:
+        return value
+    return raw[:kept].decode("utf-8", "surrogateescape")
+
+
+def _kept(spec: tuple[str, ...], limits: dict[str, int]) -> tuple[str, ...]:
+    out = list(spec)
+    for i in range(1, len(out)):
+        limit = limits.get(out[i - 1])
+        if limit is not None:
+            out[i] = _cut(out[i], limit)
+    return tuple(out)
+
+
+def _as_printed(spec: Sequence[str], proto: Protocol) -> tuple[str, ...]:
+    # Store a rule the way iptables prints it back (-p tcp --dport 80 becomes
+    # -p tcp -m tcp --dport 80), where the canonicalizer knows how.
+    read = analyze(tuple(spec), proto)
+    return read.tokens if read.exact else tuple(spec)
+
+
+# -- reading command lines ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One parsed command: ``-A`` ... ``-P``, or ``:`` for a restore chain line."""
+
+    command: str
+    chain: str | None = None
+    spec: tuple[str, ...] = ()
+    number: int | None = None
+    other: str | None = None  # -E's new name, -P's and ":"'s policy
+
+
+def _rule_number(token: str) -> int:
+    digits = token[1:] if token.startswith("+") else token
+    if not digits.isdecimal() or not digits.isascii() or int(digits) == 0:
+        raise _usage(f"Invalid rule number `{token}'")
+    return int(digits)
+
+
+def _takes_rule_number(rest: Sequence[str]) -> bool:
+    # As iptables reads it: a word after the chain that is no option is a rule number.
+    return bool(rest) and not rest[0].startswith(("-", "!"))
+
+
+def _no_more(rest: Sequence[str]) -> None:
+    if rest:
+        raise _bad_argument(rest[0])
+
+
+def _required(command: str, rest: Sequence[str]) -> str:
+    if not rest:
+        raise _usage(f'option "{command}" requires an argument')
+    return rest[0]
+
+
+def _hook_flag(chain: str, spec: tuple[str, ...], proto: Protocol) -> str | None:
+    """``-o`` in a chain where packets only arrive, ``-i`` where they only leave: the flag
+    iptables refuses there, or None."""
+    banned = _OUT_FLAGS if chain in _NO_OUT else _IN_FLAGS if chain in _NO_IN else None
+    if banned is None:
+        return None
+    read = analyze(spec, proto)
+    found = _base_flags(read.tokens) if read.exact else _loose_flags(spec)
+    return ("-o" if "-o" in banned else "-i") if found & banned else None
+
+
+def _base_flags(tokens: tuple[str, ...]) -> set[str]:
+    """The base options of a rule in printed form (they come first, before ``-m``)."""
+    flags: set[str] = set()
+    i = 0
+    while i < len(tokens):
+        if tokens[i] in _BASE_VALUED:
+            flags.add(tokens[i])
+            i += 2
+        elif tokens[i] in ("!", "-f"):
+            i += 1
         else:
-            self._check_target(table, args[1:])
-            index = self._find(proto, chain, args[1:])
-        del chain.rules[index]
-        return ""
+            break
+    return flags
 
-    def _check(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        self._check_target(table, args[1:])
-        self._find(proto, self._chain(table, args[0]), args[1:])
-        return ""
 
-    def _list(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        names = [args[0]] if args else list(table)
-        if args:
-            self._chain(table, args[0])
-        heads: list[str] = []
-        rules: list[str] = []
-        for name in names:
-            chain = table[name]
-            heads.append(f"-P {name} {chain.policy}" if chain.policy else f"-N {name}")
-            rules.extend(_printed(name, spec) for spec in chain.rules)
-        return "".join(line + "\n" for line in heads + rules)
+def _loose_flags(spec: Sequence[str]) -> set[str]:
+    # A rule the canonicalizer cannot read: a flag counts unless it follows an option
+    # (then it is most likely that option's value, as in --comment -o).
+    flags: set[str] = set()
+    for i, token in enumerate(spec):
+        before = spec[i - 1] if i else ""
+        if (token in _OUT_FLAGS or token in _IN_FLAGS) and (before == "!" or not before.startswith("-")):
+            flags.add(token)
+    return flags
 
-    def _new(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        if args[0] in table:
-            raise _Failure(1, "iptables: Chain already exists.")
-        table[args[0]] = _Chain(None)
-        return ""
 
-    def _flush(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        for name in args[:1] or list(table):
-            self._chain(table, name).rules.clear()
-        return ""
+def _chain_name_problem(name: str) -> str | None:
+    """Why iptables refuses ``name`` for a new chain, or None."""
+    if name.startswith(("-", "!")):
+        return f"chain name not allowed to start with `{name[0]}'"
+    if len(_wire_bytes(name)) > _MAX_CHAIN_NAME:
+        return f"chain name `{name}' too long (must be under {_MAX_CHAIN_NAME + 1} chars)"
+    if name in _TARGETS:
+        return "chain name may not clash with target name"
+    if any(c in " \t\n\v\f\r" for c in name):
+        return f"Invalid chain name `{name}'"
+    return None
 
-    def _references(self, table: _Table, name: str) -> int:
-        return sum(1 for chain in table.values() for spec in chain.rules if _jump(spec) == name)
 
-    def _remove(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        names = args[:1] or [n for n, c in table.items() if c.policy is None]
-        for name in names:
-            chain = self._chain(table, name)
-            if chain.policy is not None:
-                raise _Failure(2, "iptables v1.8.9: Can't delete built-in chain")
-            if self._references(table, name):
-                raise _Failure(1, "iptables: Too many links.")
-            if chain.rules:
-                raise _Failure(1, "iptables: Directory not empty.")
-            del table[name]
-        return ""
+def _parse_rule(command: str, rest: list[str], proto: Protocol) -> _Op:
+    chain = _required(command, rest)
+    rest = rest[1:]
+    number = None
+    if command in ("-I", "-D") and _takes_rule_number(rest):
+        number, rest = _rule_number(rest[0]), rest[1:]
+        if command == "-D":
+            _no_more(rest)
+            return _Op(command, chain, number=number)
+    flag = _hook_flag(chain, tuple(rest), proto)
+    if flag is not None:
+        raise _usage(f"Can't use {flag} with {chain}\n")
+    return _Op(command, chain, tuple(rest), number)
 
-    def _rename(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        old, new = args[0], args[1]
-        chain = self._chain(table, old)
-        if new in table:
-            raise _Failure(1, "iptables: File exists.")
-        if chain.policy is not None:
-            raise _Failure(1, "iptables: Invalid argument.")
-        # Keep the chain's place in the table and rewrite jumps to it.
-        items = [(new if n == old else n, c) for n, c in table.items()]
-        table.clear()
-        table.update(items)
-        for each in table.values():
-            each.rules = [_rename_jump(spec, old, new) for spec in each.rules]
-        return ""
 
-    def _policy(self, proto: Protocol, table: _Table, args: list[str]) -> str:
-        chain = self._chain(table, args[0])
-        if chain.policy is None:
-            raise _Failure(1, "iptables: Bad built-in chain name.")
-        if args[1] not in ("ACCEPT", "DROP"):
-            raise _Failure(1, "iptables: Bad policy name.")
-        chain.policy = args[1]
-        return ""
+def _parse_list(command: str, rest: list[str]) -> _Op:
+    chain = rest[0] if rest and not rest[0].startswith("-") else None
+    rest = rest[1:] if chain is not None else rest
+    number = None
+    if chain is not None and rest and not rest[0].startswith("-"):
+        number, rest = _rule_number(rest[0]), rest[1:]
+    _no_more(rest)
+    return _Op(command, chain, number=number)
 
-    # -- save and restore ---------------------------------------------------
 
-    def _save(self, proto: Protocol, args: list[str]) -> str:
-        names = list(self.tables[proto])
-        if "-t" in args:
-            if args.index("-t") + 1 >= len(args):
-                raise _Failure(2, "iptables-save: option requires an argument -- 't'")
-            names = [args[args.index("-t") + 1]]
-        lines = ["# Generated by aioiptables FakeRunner"]
-        for name in names:
-            table = self._table(self.tables[proto], name)
-            lines.append(f"*{name}")
-            for chain_name, chain in table.items():
-                lines.append(f":{chain_name} {chain.policy or '-'} [0:0]")
-            for chain_name, chain in table.items():
-                lines.extend(_printed(chain_name, spec) for spec in chain.rules)
-            lines.append("COMMIT")
-        lines.append("# Completed")
-        return "\n".join(lines) + "\n"
+def _parse_chain(command: str, rest: list[str]) -> _Op:
+    """-N CHAIN, -F [CHAIN], -X [CHAIN]."""
+    if command == "-N":
+        _required(command, rest)
+        problem = _chain_name_problem(rest[0])
+        if problem is not None:
+            raise _usage(problem)
+    chain = rest[0] if rest and not rest[0].startswith("-") else None
+    _no_more(rest[1:] if chain is not None else rest)
+    return _Op(command, chain)
 
-    def _restore(self, proto: Protocol, args: list[str], payload: str) -> str:
-        noflush = "--noflush" in args or "-n" in args
-        tables = self.tables[proto]
-        pending: dict[str, _Table] | None = None
-        name = ""
-        # iptables-restore splits lines at \n only (not at U+2028 and the like).
-        for number, line in enumerate(payload.split("\n"), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                if line.startswith("*"):
-                    name = line[1:]
-                    pending = {name: copy.deepcopy(self._table(tables, name))}
-                    if not noflush:
-                        pending[name] = _new_table(name)
-                elif pending is None:
-                    raise _Failure(1, "no table specified")
-                elif line == "COMMIT":
-                    tables[name] = pending[name]
-                    pending = None
-                elif line.startswith(":"):
-                    self._declare(pending[name], line[1:].split())
-                else:
-                    self._command(proto, pending, ["-t", name, *_tokens(line)])
-            except _Failure as failure:
-                raise _Failure(
-                    failure.exit_status if failure.exit_status != 0 else 1,
-                    f"{failure.message}\niptables-restore: line {number} failed",
-                ) from None
-        if pending is not None:
-            raise _Failure(1, "iptables-restore: COMMIT expected at line end")
-        return ""
 
-    def _declare(self, table: _Table, fields: list[str]) -> None:
-        name, policy = fields[0], fields[1] if len(fields) > 1 else "-"
-        if name in table and table[name].policy is not None:
-            if policy != "-":
-                table[name].policy = policy
-        elif name in table:
-            table[name].rules.clear()  # as iptables-restore does, even with --noflush
-        else:
-            table[name] = _Chain(None)
+def _parse_pair(command: str, rest: list[str]) -> _Op:
+    """-E OLD NEW, -P CHAIN POLICY."""
+    if len(rest) < 2:
+        raise _usage(
+            "-E requires old-chain-name and new-chain-name"
+            if command == "-E"
+            else "-P requires a chain and a policy"
+        )
+    _no_more(rest[2:])
+    return _Op(command, rest[0], other=rest[1])
 
-    # -- inspection for tests -----------------------------------------------
 
-    def rules(self, proto: Protocol, table: str, chain: str) -> list[tuple[str, ...]]:
-        """The specs in a chain, in order (empty if the chain does not exist)."""
-        found = self.tables[proto].get(table, {}).get(chain)
-        return list(found.rules) if found else []
+def _parse(args: list[str], proto: Protocol) -> _Op:
+    """One command (after the table option), as iptables reads it before touching any
+    table: what is wrong with the command line itself is found here."""
+    if not args:
+        raise _usage("no command specified")
+    command, rest = _LONG_COMMANDS.get(args[0], args[0]), args[1:]
+    if not command.startswith("-"):
+        raise _Failure("usage", f"Bad argument `{command}'", bare=True)
+    if command in ("-A", "-I", "-D", "-C"):
+        return _parse_rule(command, rest, proto)
+    if command == "-S":
+        return _parse_list(command, rest)
+    if command in ("-N", "-F", "-X"):
+        return _parse_chain(command, rest)
+    if command in ("-E", "-P"):
+        return _parse_pair(command, rest)
+    raise _usage(f'unknown option "{command}"')
 
+
+# -- printing ------------------------------------------------------------------------------------
 
 # Options whose value iptables prints raw, never quoted (interface and chain names).
 _RAW = frozenset({"-i", "-o", "-j", "-g"})
@@ -385,26 +542,595 @@ def _printed(chain: str, spec: Sequence[str]) -> str:
     return " ".join(words)
 
 
-def _as_printed(spec: Sequence[str], proto: Protocol) -> tuple[str, ...]:
-    # Store a rule the way iptables prints it back (-p tcp --dport 80 becomes
-    # -p tcp -m tcp --dport 80), where the canonicalizer knows how.
-    read = analyze(tuple(spec), proto)
-    return read.tokens if read.exact else tuple(spec)
-
-
-def _tokens(line: str) -> list[str]:
-    try:
-        return split_line(line)
-    except InvalidRuleError as exc:
-        raise _Failure(2, f"iptables-restore: {exc}") from None
-
-
 def _rename_jump(spec: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
     out = list(spec)
     for i in range(len(out) - 1):
         if out[i] in ("-j", "--jump", "-g", "--goto") and out[i + 1] == old:
             out[i + 1] = new
-    return tuple(out)
+    return _Ghost(out) if isinstance(spec, _Ghost) else tuple(out)
+
+
+def _restore_tokens(line: str, newline: bool) -> list[str]:
+    """A restore line's words as iptables-restore reads them: an unterminated quote runs
+    to the end of the line, the newline included."""
+    try:
+        return split_line(line)
+    except InvalidRuleError:
+        return split_line(line + ('"' if not newline else '\n"'))
+
+
+# -- one process ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    """A restore's table between its ``*table`` line and ``COMMIT``."""
+
+    name: str
+    table: _Table
+    ops: list[tuple[int, _Op]] = field(default_factory=list)  # nft: applied at COMMIT
+
+
+@dataclass
+class _Batch:
+    """What nf_tables refuses, line by line, while a restore's commands are applied.
+
+    ``errors`` are messages the kernel refuses as it reads the batch (a busy chain
+    deleted, a rule deleted twice): any of them and nothing is committed. Without any,
+    the kernel validates the table the batch leaves; when that fails, it goes through
+    the batch again validating after each rule added: ``refusals`` are those lines."""
+
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    refusals: list[tuple[int, str]] = field(default_factory=list)
+    invalid: bool = False  # the table as it stands makes the kernel refuse rule adds
+    recheck: bool = False  # something was removed since: it may be valid again
+    line: int = 0
+    # Each chain's jumps (see _chain_jumps), kept while the chain does not change: a
+    # payload adding many jumps is validated after each, against every chain.
+    jumps: dict[str, list[str]] = field(default_factory=dict)
+
+    def changed(self, op: _Op) -> None:
+        """Forget the jumps of the chains ``op`` may have changed (a rule added adds its
+        jump: nf_tables looks at every rule of a chain, in any order)."""
+        known = self.jumps.get(str(op.chain))
+        if op.command in ("-A", "-I") and known is not None:
+            target = _jump(op.spec)
+            if target is not None and target not in known:
+                known.append(target)
+        elif op.command in ("-A", "-I", "-D", ":") or (op.command == "-F" and op.chain is not None):
+            self.jumps.pop(str(op.chain), None)
+        elif op.command in ("-F", "-X", "-E"):  # every chain, or jumps rewritten anywhere
+            self.jumps.clear()
+
+    def chain_jumps(self, name: str, chain: _Chain) -> list[str]:
+        if name not in self.jumps:
+            self.jumps[name] = _chain_jumps(chain, legacy=False)
+        return self.jumps[name]
+
+
+class _Process:
+    """One iptables, -save or -restore process: its protocol, backend and words."""
+
+    def __init__(self, runner: FakeRunner, proto: Protocol) -> None:
+        self.proto = proto
+        self.backend: Backend = runner.backend
+        self.legacy = runner.backend == "legacy"
+        self.tables = runner.tables[proto]
+        self.prog = proto.command  # "iptables" or "ip6tables", as iptables names itself
+        self.restore_prog = f"{self.prog}-restore" if self.legacy else f"{self.prog}-nft-restore"
+        self.batch: _Batch | None = None  # while an nft restore's commands run at COMMIT
+
+    # -- words ---------------------------------------------------------------------------------
+
+    def _head(self, prog: str) -> str:
+        return f"{prog} {_VERSION} ({_VARIANT[self.backend]}): "
+
+    def describe(self, failure: _Failure) -> str:
+        """A failure's stderr, as the iptables command prints it."""
+        prog, head = self.prog, self._head(self.prog)
+        if failure.kind == "usage":
+            first = failure.text if failure.bare else head + failure.text
+            return f"{first}\nTry `{prog} -h' or '{prog} --help' for more information."
+        if failure.kind == "refused":
+            return f"{prog}: {failure.text}"
+        if failure.kind == "kernel":
+            return f"{head} {failure.text}"
+        if failure.kind == "fatal":
+            return head + failure.text
+        return failure.text
+
+    def describe_restore(self, failure: _Failure, line: int) -> _Failure:
+        """A failure's stderr, as iptables-restore prints it."""
+        prog, head = self.restore_prog, self._head(self.restore_prog)
+        if failure.kind == "usage":
+            first = failure.text if failure.bare else head + failure.text
+            text = f"{first}\nError occurred at line: {line}\nTry `{prog} -h' or '{prog} --help' for more information."
+        elif failure.kind == "refused":
+            why = f": {failure.text}" if failure.text and not self.legacy else ""
+            text = f"{prog}: line {line} failed{why}"
+        elif failure.kind == "kernel":
+            text = head + "\n" + "\n".join(f"line {n}: {what}" for n, what in failure.lines)
+        elif failure.kind == "fatal":
+            text = head + failure.text
+        else:
+            text = failure.text
+        return _Failure("plain", text, status=failure.status)
+
+    # -- tables ---------------------------------------------------------------------------------
+
+    def table(self, name: str) -> _Table:
+        if name not in BUILTIN_CHAINS:
+            prog = self.prog
+            text = (
+                f"can't initialize {prog} table `{name}': Table does not exist (do you need to insmod?)"
+                if self.legacy
+                else f"table '{name}' does not exist"
+            )
+            raise _Failure("fatal", f"{text}\nPerhaps {prog} or your kernel needs to be upgraded.", status=3)
+        if name not in self.tables:
+            self.tables[name] = _new_table(name)
+        return self.tables[name]
+
+    def stored(self, spec: Sequence[str]) -> tuple[str, ...]:
+        """A rule as the kernel holds it: printed form, long values cut."""
+        return _kept(_as_printed(spec, self.proto), _KEPT[self.backend])
+
+    def check_target(self, table: _Table, spec: Sequence[str]) -> None:
+        """A jump must name a target or a chain of the table, a goto a chain."""
+        found = _jump_flag(spec)
+        if found is None:
+            return
+        flag, target = found
+        goto = flag in ("-g", "--goto")
+        if target in table or (target in _TARGETS and not goto):
+            return
+        if not self.legacy:
+            raise _usage(f"Chain '{target}' does not exist")
+        if goto:
+            raise _usage(f"goto '{target}' is not a chain")
+        raise _usage(f"Couldn't load target `{target}':No such file or directory\n")
+
+    def walk_refused(self, table: _Table) -> bool:
+        jumps = self.batch.chain_jumps if self.batch is not None else None
+        return _walk_refused(table, legacy=self.legacy, jumps=jumps)
+
+    # -- the iptables command line --------------------------------------------------------------
+
+    def command(self, args: list[str]) -> str:
+        table_name = "filter"
+        while args and args[0] in ("-w", "--wait", "-t", "--table"):
+            flag = args.pop(0)
+            if flag in ("-t", "--table"):
+                table_name = _required(flag, args)
+                args.pop(0)
+            elif args and args[0].isdigit():
+                args.pop(0)
+        op = _parse(args, self.proto)
+        table = self.table(table_name)
+        if op.command in ("-A", "-I", "-D") and self._may_change_walks(op, table_name):
+            return self._walk_checked(op, table_name, table)
+        return self.apply(op, table_name, table)
+
+    def _may_change_walks(self, op: _Op, table_name: str) -> bool:
+        # Only a jump to a chain can close a loop or deepen a walk; on legacy, a rule deleted
+        # can also open the rest of a chain to the kernel's walk.
+        if op.command == "-D":
+            return self.legacy
+        return _jump(op.spec) in self.tables.get(table_name, {})
+
+    def _walk_checked(self, op: _Op, table_name: str, table: _Table) -> str:
+        """Apply a rule command alone, then undo it when the kernel would refuse the table."""
+        assert op.chain is not None
+        before = list(table[op.chain].rules) if op.chain in table else []
+        out = self.apply(op, table_name, table)
+        if not self.walk_refused(table):
+            return out
+        table[op.chain].rules = before
+        if self.legacy:
+            raise _refused("Too many levels of symbolic links.")
+        raise _Failure("kernel", _too_many_links(op, len(before)))
+
+    def apply(self, op: _Op, table_name: str, table: _Table, *, line: int = 0) -> str:
+        """Do one parsed command on ``table``; what the tables refuse raises."""
+        handlers: dict[str, Callable[[_Op, _Table], str]] = {
+            "-A": self._append,
+            "-I": self._insert,
+            "-D": self._delete,
+            "-C": self._check,
+            "-N": self._new,
+            "-F": self._flush,
+            "-E": self._rename,
+            "-P": self._policy,
+        }
+        if op.command == "-S":
+            return self._list(op, table_name, table)
+        if op.command == "-X":
+            return self._remove(op, table)
+        if op.command == ":":
+            return self._declare(op, table, line)
+        return handlers[op.command](op, table)
+
+    def _chain(self, table: _Table, name: str | None) -> _Chain:
+        if name is None or name not in table:
+            raise _no_chain()
+        return table[name]
+
+    def _find(
+        self,
+        chain: _Chain | None,
+        spec: tuple[str, ...],
+        same: Callable[[tuple[str, ...]], object] | None = None,
+    ) -> int:
+        """Where a rule is, compared by ``same`` (default: its rule key)."""
+        same = same or (lambda rule: rule_key(rule, self.proto))
+        wanted = same(spec)
+        for index, existing in enumerate(chain.rules if chain is not None else ()):
+            if same(existing) == wanted:
+                return index
+        target = _jump(spec)
+        if self.legacy and chain is not None and target is not None and target not in _VERDICTS:
+            # legacy's words when the rule jumps or has a target extension
+            raise _no_chain()
+        raise _bad_rule()
+
+    def _append(self, op: _Op, table: _Table) -> str:
+        self.check_target(table, op.spec)
+        self._chain(table, op.chain).rules.append(self.stored(op.spec))
+        return ""
+
+    def _insert(self, op: _Op, table: _Table) -> str:
+        self.check_target(table, op.spec)
+        chain = self._chain(table, op.chain)
+        position = op.number or 1
+        if position > len(chain.rules) + 1:
+            raise _refused("Index of insertion too big.")
+        chain.rules.insert(position - 1, self.stored(op.spec))
+        return ""
+
+    def _delete(self, op: _Op, table: _Table) -> str:
+        if op.number is not None:
+            chain = self._chain(table, op.chain)
+            if op.number > len(chain.rules):
+                raise _refused("Index of deletion too big.")
+            index = op.number - 1
+        else:
+            self.check_target(table, op.spec)
+            # A rule looked for in a missing chain is just not found ("Bad rule").
+            index = self._find(table.get(str(op.chain)), self.stored(op.spec))
+            chain = table[str(op.chain)]
+        if isinstance(chain.rules[index], _Ghost) and self.batch is not None:
+            text = f"RULE_DELETE failed (No such file or directory): rule in chain {op.chain}"
+            self.batch.errors.append((self.batch.line, text))
+        del chain.rules[index]
+        return ""
+
+    def _check(self, op: _Op, table: _Table) -> str:
+        self.check_target(table, op.spec)
+        same = _key_without_log_prefix(self.proto) if self.legacy and self.proto is Protocol.IPV6 else None
+        self._find(table.get(str(op.chain)), self.stored(op.spec), same)
+        return ""
+
+    def _list(self, op: _Op, table_name: str, table: _Table) -> str:
+        if op.chain is not None and op.chain not in table:
+            if self.legacy:
+                raise _no_chain()
+            text = f"chain `{op.chain}' in table `{table_name}' is incompatible, use 'nft' tool."
+            raise _Failure("fatal", text)
+        if op.number is not None:  # one rule, without the chain's head line
+            held = table[str(op.chain)].rules
+            return _printed(str(op.chain), held[op.number - 1]) + "\n" if op.number <= len(held) else ""
+        names = [op.chain] if op.chain is not None else _order(table_name, table)
+        heads = [f"-P {n} {table[n].policy}" if table[n].policy else f"-N {n}" for n in names]
+        rules = [_printed(n, spec) for n in names for spec in table[n].rules]
+        return "".join(line + "\n" for line in heads + rules)
+
+    def _new(self, op: _Op, table: _Table) -> str:
+        assert op.chain is not None
+        if op.chain in table:
+            raise _refused("Chain already exists.")
+        table[op.chain] = _Chain(None)
+        return ""
+
+    def _flush(self, op: _Op, table: _Table) -> str:
+        for name in [op.chain] if op.chain is not None else list(table):
+            self._chain(table, name).rules.clear()
+        return ""
+
+    def _busy(self, table: _Table, name: str) -> _Failure | None:
+        """Why the chain cannot be deleted, or None."""
+        chain = self._chain(table, name)
+        if chain.policy is not None:
+            return _refused(
+                "Invalid argument. Run `dmesg' for more information."
+                if self.legacy
+                else "Directory not empty."
+            )
+        held = _live(chain.rules) if not self.legacy else chain.rules
+        referenced = any(_jump(spec) == name for each in table.values() for spec in _live(each.rules))
+        if not referenced and not held:
+            return None
+        if not self.legacy:  # the kernel refuses it at commit
+            return _Failure("kernel", f"CHAIN_DEL failed (Device or resource busy): chain {name}")
+        return _refused("Too many links." if referenced else "Directory not empty.")
+
+    def _remove(self, op: _Op, table: _Table) -> str:
+        # All or nothing: without a name, every user chain must be deletable.
+        names = [op.chain] if op.chain is not None else _user_chains(table)
+        for name in names:
+            failure = self._busy(table, name)
+            if failure is None:
+                continue
+            if failure.kind != "kernel" or self.batch is None:
+                raise failure
+            self.batch.errors.append((self.batch.line, failure.text))  # reported with the rest
+        for name in names:
+            del table[name]
+        return ""
+
+    def _rename(self, op: _Op, table: _Table) -> str:
+        old, new = str(op.chain), str(op.other)
+        if new in table:
+            raise _refused("File exists.")
+        if self._chain(table, old).policy is not None:
+            raise _no_chain()
+        table[new] = table.pop(old)
+        for each in table.values():
+            each.rules = [_rename_jump(spec, old, new) for spec in each.rules]
+        return ""
+
+    def _policy(self, op: _Op, table: _Table) -> str:
+        chain = table.get(str(op.chain))
+        bad_policy = op.other not in ("ACCEPT", "DROP")
+        if bad_policy and not self.legacy:  # nft looks at the policy first
+            raise _refused("Bad policy name. Run `dmesg' for more information.")
+        if chain is None or chain.policy is None:
+            raise _refused("Bad built-in chain name.")
+        if bad_policy:
+            raise _refused("Bad policy name. Run `dmesg' for more information.")
+        chain.policy = op.other
+        return ""
+
+    # -- save and restore -----------------------------------------------------------------------
+
+    def save(self, args: list[str]) -> str:
+        names = list(self.tables)
+        if "-t" in args:
+            if args.index("-t") + 1 >= len(args):
+                raise _Failure("plain", f"{self.prog}-save: option requires an argument -- 't'", status=2)
+            names = [args[args.index("-t") + 1]]
+        lines = ["# Generated by aioiptables FakeRunner"]
+        for name in names:
+            table = self.table(name)
+            lines.append(f"*{name}")
+            order = _order(name, table)
+            lines.extend(f":{c} {table[c].policy or '-'} [0:0]" for c in order)
+            lines.extend(_printed(c, spec) for c in order for spec in table[c].rules)
+            lines.append("COMMIT")
+        lines.append("# Completed")
+        return "\n".join(lines) + "\n"
+
+    def restore(self, args: list[str], payload: str) -> str:
+        noflush = "--noflush" in args or "-n" in args
+        out: list[str] = []
+        pending: _Pending | None = None
+        # iptables-restore splits lines at \n only (not at U+2028 and the like).
+        lines = payload.split("\n")
+        for number, line in enumerate(lines, 1):
+            try:
+                pending = self._restore_line(pending, number, line, number < len(lines), noflush, out)
+            except _Failure as failure:
+                if failure.kind == "plain":
+                    raise
+                raise self.describe_restore(failure, failure.line or number) from None
+        if pending is not None:
+            ends = len(lines) if payload.endswith("\n") else len(lines) + 1
+            raise _Failure("plain", f"{self.restore_prog}: COMMIT expected at line {ends}")
+        return "".join(out)
+
+    def _restore_line(
+        self, pending: _Pending | None, number: int, line: str, newline: bool, noflush: bool, out: list[str]
+    ) -> _Pending | None:
+        """Read one line; returns the table being written after it."""
+        if not line or line.startswith("#"):
+            return pending
+        # legacy takes "COMMIT\n" only: a last line without its newline is a command
+        if line == "COMMIT" and (newline or not self.legacy):
+            if pending is None:
+                raise _refused("")
+            out.append(self._commit(pending, number))
+            return None
+        if line.startswith("*"):
+            if pending is not None:
+                raise _Failure("usage", f"Bad argument `{line.split()[0]}'", bare=True)
+            return self._begin(line, number, noflush)
+        if pending is None:
+            raise _refused("")
+        op = self._restore_op(line, number, newline)
+        if self.legacy:
+            out.append(self.apply(op, pending.name, pending.table, line=number))
+        else:
+            pending.ops.append((number, op))  # nft checks and applies them at COMMIT
+        return pending
+
+    def _begin(self, line: str, number: int, noflush: bool) -> _Pending:
+        words = line[1:].split()
+        prog = self.restore_prog
+        if not words:
+            raise _usage(f"{prog}: line {number} table name invalid")
+        name = words[0]
+        if name not in BUILTIN_CHAINS:
+            raise _usage(
+                f"{prog}: unable to initialize table '{name}'"
+                if self.legacy
+                else f"{prog}: line {number} table name '{name}' invalid"
+            )
+        table = copy.deepcopy(self.table(name)) if noflush else _new_table(name)
+        return _Pending(name, table)
+
+    def _restore_op(self, line: str, number: int, newline: bool) -> _Op:
+        if line.startswith(":"):
+            return self._declaration(line, number)
+        words = _restore_tokens(line, newline)
+        if words and words[0] in ("-t", "--table"):
+            raise _usage(f"The -t option cannot be used in {self.restore_prog}.\n")
+        if words and words[0] in ("-w", "--wait"):
+            raise _usage("You cannot use `-w' from iptables-restore")
+        return _parse(words, self.proto)
+
+    def _declaration(self, line: str, number: int) -> _Op:
+        # ":CHAIN POLICY [packets:bytes]": what follows the policy is not read at all.
+        words = line[1:].split()
+        if len(words) < 2:
+            raise _usage(f"{self.restore_prog}: line {number} policy invalid")
+        if not self.legacy and words[0].startswith("-"):
+            raise _usage("chain name not allowed to start with `-'")
+        return _Op(":", words[0], other=words[1])
+
+    def _declare(self, op: _Op, table: _Table, line: int) -> str:
+        name, policy = str(op.chain), str(op.other)
+        chain = table.get(name)
+        if chain is None:
+            chain = table[name] = _Chain(None)
+        elif chain.policy is None and self.batch is not None:
+            chain.rules = [_Ghost(spec) for spec in chain.rules]
+        elif chain.policy is None:
+            chain.rules.clear()  # as iptables-restore does, even with --noflush
+        if policy == "-":
+            return ""
+        if chain.policy is None:
+            if self.legacy:  # nft takes and ignores a user chain's policy
+                raise _Failure(
+                    "fatal", f"Can't set policy `{policy}' on `{name}' line {line}: Bad built-in chain name"
+                )
+            return ""
+        if policy not in ("ACCEPT", "DROP"):
+            if self.legacy:
+                raise _Failure(
+                    "fatal", f"Can't set policy `{policy}' on `{name}' line {line}: Bad policy name"
+                )
+            raise _refused("Bad policy name.")
+        chain.policy = policy
+        return ""
+
+    def _commit(self, pending: _Pending, number: int) -> str:
+        """Write the table: legacy's kernel checks the whole table now; nft runs the commands
+        it read and its kernel checks each rule added."""
+        out = "" if self.legacy else self._run_batch(pending, number)
+        if self.legacy and self.walk_refused(pending.table):
+            raise _refused("Too many levels of symbolic links.")
+        self.tables[pending.name] = pending.table
+        return out
+
+    def _run_batch(self, pending: _Pending, commit_line: int) -> str:
+        batch = self.batch = _Batch()
+        try:
+            out = [self._batched(op, number, pending, commit_line) for number, op in pending.ops]
+        finally:
+            self.batch = None
+        if batch.errors:
+            raise _Failure("kernel", "", lines=batch.errors)
+        for chain in pending.table.values():
+            chain.rules = _live(chain.rules)
+        # A loop closed and opened again within the batch passes: only the end is validated.
+        if batch.refusals and self.walk_refused(pending.table):
+            raise _Failure("kernel", "", lines=batch.refusals)
+        return "".join(out)
+
+    def _batched(self, op: _Op, number: int, pending: _Pending, commit_line: int) -> str:
+        assert self.batch is not None
+        self.batch.line = number
+        before = len(pending.table[op.chain].rules) if op.chain in pending.table else 0
+        try:
+            out = self.apply(op, pending.name, pending.table, line=number)
+        except _Failure as failure:
+            # nft reads every line first: a usage problem found now is the COMMIT line's
+            failure.line = commit_line if failure.kind == "usage" else number
+            raise
+        finally:
+            self.batch.changed(op)
+        self._kernel_check(op, pending.table, self.batch, before)
+        return out
+
+    def _kernel_check(self, op: _Op, table: _Table, batch: _Batch, before: int) -> None:
+        """Note the rule adds nf_tables refuses when it goes through the batch again: it
+        validates the table after each, the refused rule staying in: once a walk loops,
+        every later rule add fails too."""
+        if op.command not in ("-A", "-I"):
+            batch.recheck = batch.recheck or batch.invalid
+            return
+        if _jump(op.spec) in table or batch.recheck:
+            batch.invalid = self.walk_refused(table)
+            batch.recheck = False
+        if batch.invalid:
+            batch.refusals.append((batch.line, _too_many_links(op, before)))
+
+
+def _key_without_log_prefix(proto: Protocol) -> Callable[[tuple[str, ...]], object]:
+    """ip6tables-legacy's ``-C`` (not its ``-D``) does not compare a LOG rule's prefix."""
+
+    def key(spec: tuple[str, ...]) -> object:
+        tokens = list(rule_key(spec, proto))
+        if _jump(tokens) == "LOG" and "--log-prefix" in tokens[:-1]:
+            at = tokens.index("--log-prefix")
+            del tokens[at : at + 2]
+        return tuple(tokens)
+
+    return key
+
+
+def _too_many_links(op: _Op, count: int) -> str:
+    """nf_tables' words for a rule add its kernel refused (a loop, or a walk too deep);
+    ``count`` is how many rules the chain held before. An insert one past the end is
+    an append there."""
+    insert = op.command == "-I" and (op.number in (None, 1) or op.number != count + 1)
+    return f"{'RULE_INSERT' if insert else 'RULE_APPEND'} failed (Too many links): rule in chain {op.chain}"
+
+
+class FakeRunner(Runner):
+    """Emulates iptables 1.8.9 in memory for both protocols, on one backend.
+
+    ``backend`` picks where iptables-nft and iptables-legacy differ (what the
+    kernel keeps of an nflog prefix, how loops and busy chains are refused,
+    when a restore checks its lines; see the module's doc). ``calls`` counts
+    the processes a real runner would have spawned.
+    """
+
+    def __init__(self, *, backend: Backend = "nft") -> None:
+        if backend not in ("nft", "legacy"):
+            raise ValueError(f"backend must be 'nft' or 'legacy', not {backend!r}")
+        self.backend: Backend = backend
+        self.calls = 0
+        self.tables: dict[Protocol, dict[str, _Table]] = {Protocol.IPV4: {}, Protocol.IPV6: {}}
+
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> Completed:
+        """Answer ``argv`` from the in-memory tables, as iptables would."""
+        self.calls += 1
+        program = os.path.basename(argv[0])
+        process = _Process(self, Protocol.IPV6 if program.startswith("ip6") else Protocol.IPV4)
+        args = list(argv[1:])
+        try:
+            if program.endswith("-save"):
+                out = process.save(args)
+            elif program.endswith("-restore"):
+                # Bytes that are not UTF-8 are kept as they came, as iptables-restore keeps them.
+                out = process.restore(args, (input or b"").decode("utf-8", "surrogateescape"))
+            else:
+                out = process.command(args)
+        except _Failure as failure:
+            stderr = process.describe(failure)
+            return Completed(tuple(argv), failure.status, "", _as_read(stderr) + "\n")
+        return Completed(tuple(argv), 0, _as_read(out), "")
+
+    # -- inspection for tests -----------------------------------------------
+
+    def rules(self, proto: Protocol, table: str, chain: str) -> list[tuple[str, ...]]:
+        """The specs in a chain, in order (empty if the chain does not exist), as the
+        kernel holds them: in printed form, long values cut (a value cut inside a
+        character ends in lone surrogates, the bytes a listing shows as U+FFFD)."""
+        found = self.tables[proto].get(table, {}).get(chain)
+        return list(found.rules) if found else []
 
 
 class FakeClient(Client):
@@ -418,7 +1144,8 @@ class FakeClient(Client):
     >>> fake.calls
     2
 
-    Pass one ``runner`` to several fakes (IPv4 and IPv6) to share one state.
+    Pass one ``runner`` to several fakes (IPv4 and IPv6) to share one state;
+    without one, the fake builds a :class:`FakeRunner` on its ``backend``.
     """
 
     def __init__(
@@ -431,7 +1158,7 @@ class FakeClient(Client):
     ) -> None:
         base = proto.command
         infix = f"-{backend}" if backend in ("nft", "legacy") else ""
-        self.fake: FakeRunner = runner or FakeRunner()
+        self.fake: FakeRunner = runner or FakeRunner(backend="nft" if backend == "nft" else "legacy")
         super().__init__(
             proto,
             backend="nft" if backend == "nft" else "legacy",

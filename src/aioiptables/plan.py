@@ -15,12 +15,15 @@ The ordering rules:
 - prepend rules of a chain keep their order too; a missing one is inserted
   just after the prepend rule before it, or at position 1 for the first;
 - a chain in the rule set that is missing is created; a chain no longer wanted
-  is flushed and deleted after the rules that may jump to it.
+  is flushed and deleted after the rules that may jump to it, unless a rule
+  of the rule set still lives in it or jumps to it (then only the rules no
+  longer wanted leave it).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import re
 from collections import Counter
@@ -29,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from .errors import InvalidRuleError
-from .model import Chain, Protocol, Rule, RuleSet
+from .extensions import TARGETS
+from .model import BUILTIN_CHAINS, Chain, Protocol, Rule, RuleSet
 from .parse import ChainListing, RuleKey, TableSnapshot, analyze, rule_key
 from .syntax import join_tokens
 
@@ -41,6 +45,9 @@ __all__ = [
     "Alignment",
     "plan",
     "chains_to_read",
+    "chains_in_use",
+    "jump_target",
+    "loop_closers",
     "default_key",
     "decorate",
     "leftovers",
@@ -48,6 +55,7 @@ __all__ = [
     "validate_owner",
     "tagged",
     "chain_tag",
+    "marker_spec",
     "CANARY_COMMENT",
     "ChainKey",
     "KeyFunction",
@@ -148,6 +156,88 @@ def chains_to_read(ruleset: RuleSet, remove: Iterable[Rule | Chain] = ()) -> set
         else:
             keys.add((item.proto, item.table, item.chain))
     return keys
+
+
+def jump_target(key: RuleKey) -> str | None:
+    """The chain a rule jumps or goes to, read from its key: a jump to a
+    user chain is a target with no options, so a canonical or printed key
+    ends with it.
+
+    >>> jump_target(("-s", "10.0.0.0/8", "-j", "KILO-NAT")), jump_target(("-j", "ACCEPT",))
+    ('KILO-NAT', None)
+    """
+    if len(key) >= 2 and key[-2] in ("-j", "--jump", "-g", "--goto") and key[-1] not in TARGETS:
+        return key[-1]
+    return None
+
+
+def chains_in_use(ruleset: RuleSet) -> set[ChainKey]:
+    """The chains the rules of ``ruleset`` live in or jump to: a chain the
+    rule set no longer declares stays while one of them needs it."""
+    used: set[ChainKey] = set()
+    for rule in ruleset:
+        if isinstance(rule, Rule):
+            used.add((rule.proto, rule.table, rule.chain))
+            target = jump_target(default_key(rule))
+            if target is not None:
+                used.add((rule.proto, rule.table, target))
+    return used
+
+
+def loop_closers(table_plan: TablePlan, observed: Mapping[ChainKey, ChainListing]) -> list[Op]:
+    """The appends and inserts of ``table_plan`` that iptables would refuse
+    because they close a loop of jumps reachable from a built-in chain.
+
+    Both backends refuse such a rule (iptables-nft names its line;
+    iptables-legacy fails the whole table at COMMIT, naming no rule), so the
+    planner finds it first, the way iptables-nft does: each change in
+    payload order, a rule refused when the jumps it adds make a loop
+    reachable. Jumps in chains that were not read are unknown and not
+    counted.
+    """
+    proto, table = table_plan.proto, table_plan.table
+    edges: dict[str, Counter[str]] = {
+        key[2]: Counter(t for t in map(jump_target, listing.keys) if t is not None)
+        for key, listing in observed.items()
+        if key[:2] == (proto, table)
+    }
+    roots = BUILTIN_CHAINS.get(table, ())
+    closers: list[Op] = []
+    for op in table_plan.ops:
+        out = edges.setdefault(op.chain, Counter())
+        if op.kind in ("flush", "remove"):
+            out.clear()
+        elif op.kind == "delete" and op.key is not None:
+            target = jump_target(op.key)
+            if target is not None and out[target] > 0:
+                out[target] -= 1
+        elif op.kind in ("append", "insert"):
+            target = jump_target(rule_key(op.spec, proto))
+            if target is None:
+                continue
+            out[target] += 1
+            if _loops(edges, roots):
+                out[target] -= 1
+                closers.append(op)
+    return closers
+
+
+def _loops(edges: Mapping[str, Counter[str]], roots: Iterable[str]) -> bool:
+    """Whether a loop of jumps is reachable from ``roots``."""
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(chain: str) -> bool:
+        state[chain] = 1
+        for target, count in edges.get(chain, Counter()).items():
+            if count <= 0:
+                continue
+            seen = state.get(target)
+            if seen == 1 or (seen is None and walk(target)):
+                return True
+        state[chain] = 2
+        return False
+
+    return any(state.get(root) is None and walk(root) for root in roots)
 
 
 @dataclass
@@ -315,12 +405,14 @@ def plan(
         (item.proto, item.table, item.chain, key(item)) for item in ruleset if isinstance(item, Rule)
     }
     wanted_chains = {item for item in ruleset if isinstance(item, Chain)}
+    in_use = chains_in_use(ruleset)
     removed_chains = {
         (c.proto, c.table, c.name)
         for c in remove
         if isinstance(c, Chain)
         and c not in wanted_chains
         and not c.builtin
+        and (c.proto, c.table, c.name) not in in_use
         and (own_chains is None or (c.proto, c.table, c.name) in own_chains)
     }
     works: dict[ChainKey, _Work] = {}
@@ -409,23 +501,32 @@ class Alignment(NamedTuple):
     confirmed: tuple[RuleKey, ...] = ()
 
 
-def align(expected: Expected, observed: Sequence[RuleKey], proto: Protocol = Protocol.IPV4) -> Alignment:
+def align(
+    expected: Expected,
+    observed: Sequence[RuleKey],
+    proto: Protocol = Protocol.IPV4,
+    owner: str | None = None,
+) -> Alignment:
     """Pair a chain as a plan predicted it with the chain as read.
 
     Returns which observed lines are ours, and what was learned: for each
     line written by the last payload that iptables printed in another form
     than predicted, its own canonical key mapped to the key of the printed
     line; and which fresh lines were replaced by something unrecognizable.
-    Lines are paired by content where they are equal; a freshly written line
-    that is not found stands in a run of lines that differ from the
-    prediction, and is paired, in order, with a line of that run of the same
-    shape: the same base options, matches and target, and, where the
-    canonicalizer read the rule whole, tokens that are ours cut short or
+
+    Lines are paired by content where they are equal. A freshly written line
+    that is not found is paired with a line of the same shape that nothing
+    else explains: the same base options, matches and target, and, where
+    the canonicalizer read the rule whole, tokens that are ours cut short or
     with some left out (a truncated prefix or comment, a merged match), or
-    ours with some added (a default). Another agent replacing a line we just
-    wrote, in the same place and within one resync, by such a near copy is
-    the only way to fool it; a delete that then finds nothing to delete
-    undoes the belief. No extra process: this read happens anyway.
+    ours with some added (a default); with ``owner``, the owner's tag
+    whole. First in its place (the run of lines that differ from the
+    prediction where it was written), then anywhere in the chain, when just
+    one line fits (it was moved, or a neighbour was). Another agent
+    replacing a line we just wrote, within one resync, by such a near copy
+    (tagged as ours, with ``owner``) is the only way to fool it; a delete
+    that then finds nothing to delete undoes the belief. No extra process:
+    this read happens anyway.
 
     >>> e = Expected((("-j", "LOG"),), (("-j", "LOG", "--log-prefix", "x" * 40),), (True,),
     ...              (("-j", "LOG", "--log-prefix", "x" * 40),))
@@ -436,35 +537,70 @@ def align(expected: Expected, observed: Sequence[RuleKey], proto: Protocol = Pro
     observed = tuple(observed)
     if expected.keys == observed:
         return Alignment(expected.ours, {}, (), tuple(k for k in expected.fresh if k is not None))
+    fits = functools.partial(_printed_as, proto=proto, tag=None if owner is None else owner_tag(owner))
     owned = [False] * len(observed)
+    explained = [False] * len(observed)  # paired by content, or with a fresh line
     learned: dict[RuleKey, RuleKey] = {}
-    unrecognized: list[RuleKey] = []
+    unpaired: list[RuleKey] = []
+    replaced: set[RuleKey] = set()  # unpaired, yet something else stands in their place
     confirmed: list[RuleKey] = []
     matcher = difflib.SequenceMatcher(None, expected.keys, observed, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             owned[j1:j2] = expected.ours[i1:i2]
+            explained[j1:j2] = [True] * (j2 - j1)
             confirmed += [k for k in expected.fresh[i1:i2] if k is not None]
-        elif tag == "replace":
-            j = j1
-            for i in range(i1, i2):
-                own = expected.fresh[i]
-                if own is None:
-                    continue
-                for candidate in range(j, j2):
-                    if _printed_as(own, observed[candidate], proto):
-                        learned[own] = observed[candidate]
-                        owned[candidate] = True
-                        j = candidate + 1
-                        break
-                else:
-                    unrecognized.append(own)
+            continue
+        j = j1 if tag == "replace" else j2
+        for own in (k for k in expected.fresh[i1:i2] if k is not None):
+            at = next((c for c in range(j, j2) if fits(own, observed[c])), None)
+            if at is None:
+                unpaired.append(own)
+                if tag == "replace":
+                    replaced.add(own)
+            else:
+                learned[own] = observed[at]
+                owned[at] = explained[at] = True
+                j = at + 1
+    left = _pair_moved(unpaired, observed, explained, fits, learned, owned)
+    # A fresh line simply gone was deleted, not printed beyond recognition.
+    unrecognized = [own for own in left if own in replaced]
     _conserve(expected, observed, owned)
     return Alignment(tuple(owned), learned, tuple(unrecognized), tuple(confirmed))
 
 
-def _printed_as(own: RuleKey, printed: RuleKey, proto: Protocol) -> bool:
-    """Whether ``printed`` can be how iptables printed the rule ``own``."""
+def _pair_moved(
+    unpaired: list[RuleKey],
+    observed: tuple[RuleKey, ...],
+    explained: list[bool],
+    fits: Callable[[RuleKey, RuleKey], bool],
+    learned: dict[RuleKey, RuleKey],
+    owned: list[bool],
+) -> list[RuleKey]:
+    """Pair fresh lines not found in their place with a line elsewhere that
+    nothing else explains, when exactly one fits and it fits no other fresh
+    line (two candidates are a riddle: better one more copy, reported, than
+    a foreign line taken for ours). Returns the fresh lines left unpaired."""
+    free = [at for at, done in enumerate(explained) if not done]
+    candidates = {own: [at for at in free if fits(own, observed[at])] for own in unpaired}
+    claims = Counter(at for found in candidates.values() for at in found)
+    left: list[RuleKey] = []
+    for own in unpaired:
+        found = candidates[own]
+        if len(found) == 1 and claims[found[0]] == 1:
+            learned[own] = observed[found[0]]
+            owned[found[0]] = explained[found[0]] = True
+        else:
+            left.append(own)
+    return left
+
+
+def _printed_as(own: RuleKey, printed: RuleKey, proto: Protocol, tag: str | None = None) -> bool:
+    """Whether ``printed`` can be how iptables printed the rule ``own``
+    (with ``tag``, an owner's tag, that ``own`` carries it only if
+    ``printed`` does: iptables never cuts so short a comment)."""
+    if tag is not None and _carries(own, tag) and not _carries(printed, tag):
+        return False
     if _shape(own) != _shape(printed):
         return False
     if not analyze(own, proto).exact:
@@ -553,6 +689,11 @@ def chain_tag(owner: str) -> str:
     return f"aioiptables:chain={validate_owner(owner)}"
 
 
+def marker_spec(owner: str) -> tuple[str, ...]:
+    """The spec of the rule that marks a chain as ``owner``'s."""
+    return _comment(chain_tag(owner))
+
+
 def tagged(keys: Iterable[RuleKey], owner: str) -> tuple[bool, ...]:
     """Which of these lines carry ``owner``'s rule tag or chain marker."""
     tags = {owner_tag(owner), chain_tag(owner)}
@@ -578,7 +719,7 @@ def decorate(ruleset: RuleSet, *, owner: str | None = None, canary: str | None =
         if isinstance(item, Chain):
             append.append(item)
             if owner and not item.builtin:
-                prepend.append(Rule(item.table, item.name, _comment(chain_tag(owner)), item.proto))
+                prepend.append(Rule(item.table, item.name, marker_spec(owner), item.proto))
         else:
             append.append(Rule(item.table, item.chain, (*item.spec, *tag), item.proto))
     prepend += [Rule(r.table, r.chain, (*r.spec, *tag), r.proto) for r in ruleset.prepend]
