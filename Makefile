@@ -41,6 +41,7 @@ bench: setup
 	unshare --net -- $(BIN)/python benchmarks/cache.py
 	unshare --net -- $(BIN)/python benchmarks/parse.py
 	unshare --net -- $(BIN)/python benchmarks/reconcile.py
+	unshare --net -- $(BIN)/python benchmarks/events.py
 
 # The API reference, generated from the docstrings (README.md is the home page).
 docs: setup

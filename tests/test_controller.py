@@ -526,7 +526,9 @@ async def test_an_owner_costs_one_scan_of_every_table_once(world: World, proto: 
 async def test_a_canary_brings_repairs_within_a_second(
     world: World, proto: Protocol, reload: list[tuple[str, ...]]
 ) -> None:
-    controller = controller_for(world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.1)
+    controller = controller_for(
+        world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.1, events=False
+    )
     await controller.set(kilo(proto))
     async with anyio.create_task_group() as tg:
         tg.start_soon(controller.run)
@@ -549,7 +551,9 @@ async def test_a_canary_brings_repairs_within_a_second(
 async def test_a_quiet_canary_costs_one_process_per_table_per_poll(
     world: World, proto: Protocol, caplog: pytest.LogCaptureFixture
 ) -> None:
-    controller = controller_for(world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.05)
+    controller = controller_for(
+        world, proto, resync=60, canary="AIOIPT-CANARY", canary_interval=0.05, events=False
+    )
     await controller.set(kilo(proto))
     with caplog.at_level(logging.DEBUG, logger="aioiptables"):
         async with anyio.create_task_group() as tg:

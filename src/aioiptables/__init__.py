@@ -19,6 +19,7 @@ from .errors import (
     RefusedRule,
     RulesRefusedError,
 )
+from .events import Change, EventsLostError, Generation, Watcher
 from .fake import FakeClient, FakeRunner
 from .model import Chain, Protocol, Rule, RuleSet
 from .parse import Canonical, ChainListing, TableSnapshot, analyze, canonicalize, check_rule, parse_save
@@ -29,12 +30,15 @@ __all__ = [
     "Binaries",
     "Canonical",
     "Chain",
+    "Change",
     "ChainListing",
     "Client",
     "Completed",
     "Controller",
+    "EventsLostError",
     "FakeClient",
     "FakeRunner",
+    "Generation",
     "IPTablesError",
     "IPTablesNotFoundError",
     "IPTablesPermissionError",
@@ -50,6 +54,7 @@ __all__ = [
     "Runner",
     "TablePlan",
     "TableSnapshot",
+    "Watcher",
     "analyze",
     "canonicalize",
     "check_rule",

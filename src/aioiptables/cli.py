@@ -42,11 +42,12 @@ from typing import Protocol as TypingProtocol
 
 import anyio
 
-from . import __version__
+from . import __version__, events
 from .cache import RuleCache
 from .client import BackendName, Client
 from .controller import Controller
 from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
+from .events import Generation, Watcher
 from .model import (
     Chain,
     Item,
@@ -125,7 +126,76 @@ def build_parser() -> argparse.ArgumentParser:
     _add_diff_parser(commands)
     _add_apply_parser(commands)
     _add_demo_parser(commands)
+    _add_watch_parser(commands)
     return parser
+
+
+def _add_watch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="print who changes the iptables tables, as it happens (iptables-nft)",
+        description="Print each change committed to the iptables tables through nf_tables, as it "
+        "happens, with the process that made it: iptables-nft, iptables-nft-restore, nft, "
+        "firewalld... iptables-legacy changes are not announced, so they are not seen. "
+        "Runs until interrupted.",
+    )
+    watch.add_argument(
+        "--netns", metavar="NAME|PATH", help="watch this network namespace (default: this machine's own)"
+    )
+    watch.add_argument(
+        "--table", action="append", metavar="TABLE", help="only changes to this table (repeatable)"
+    )
+    watch.add_argument("--count", type=int, metavar="N", help="stop after N changes")
+    watch.add_argument("--json", action="store_true", help="print one JSON object per change")
+    watch.set_defaults(handler=cmd_watch)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """``aioiptables watch``: each commit to the iptables tables, with its process."""
+    try:
+        return anyio.run(_watch, args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        print(f"aioiptables watch: cannot subscribe to nf_tables' changes: {exc}", file=sys.stderr)
+        return 3
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    shown = 0
+    async with Watcher(args.netns) as watcher:
+        async for generation in watcher:
+            changes = [
+                c
+                for c in generation.changes
+                if c.proto is not None and (not args.table or c.table in args.table)
+            ]
+            if not changes:
+                continue
+            print(_describe_generation(generation, changes, as_json=args.json), flush=True)
+            shown += 1
+            if args.count is not None and shown >= args.count:
+                return EXIT_OK
+    return EXIT_OK
+
+
+def _describe_generation(generation: Generation, changes: list[events.Change], *, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {
+                "generation": generation.id,
+                "pid": generation.pid,
+                "process": generation.process,
+                "changes": [dataclasses.asdict(c) | {"proto": c.proto and c.proto.value} for c in changes],
+            }
+        )
+    parts = [
+        f"{'+' if c.added else '-'}{c.what} {c.proto.value if c.proto else '?'} {c.table}"
+        + (f" {c.chain}" if c.chain else "")
+        for c in changes
+    ]
+    who = f"{generation.process or '?'} (pid {generation.pid})"
+    return f"{time.strftime('%H:%M:%S')} generation {generation.id} by {who}: {', '.join(parts)}"
 
 
 def _add_demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .cache import RuleCache
 from .client import BackendName, Client
 from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
+from .events import EventsLostError, Generation, Watcher
 from .limits import check_restore_payload, check_restore_rule
 from .model import Chain, Item, Protocol, Rule, RuleSet, validate_chain_name
 from .parse import ChainListing, RuleKey, parse_save, rule_key
@@ -46,6 +47,7 @@ from .plan import (
     tagged,
     validate_owner,
 )
+from .runner import ProcessRunner
 
 __all__ = ["Controller", "ipv6_enabled"]
 
@@ -105,6 +107,19 @@ class Controller:
             ``iptables -F`` is repaired within about a second instead of at
             the next resync.
         canary_interval: seconds between two looks at the canaries.
+        events: wake on nf_tables' change announcements (see
+            :mod:`aioiptables.events`): :meth:`run` then reconciles as soon as
+            another process changes a table of the rule set, logs which
+            process did, and reads nothing while nothing changes. None (the
+            default): on wherever it works, that is when every client drives
+            iptables-nft through a :class:`ProcessRunner`; False: off.
+            iptables-legacy announces nothing (there, ``resync`` and the
+            canary do the work).
+        safety_resync: with events on, seconds between the full reconciles
+            kept as a safety net (in place of ``resync``): events cover every
+            change committed through nf_tables, so this only catches what
+            no announcement can tell (a lost subscription is noticed and
+            answered at once).
 
     What is ours. The controller deletes, moves or de-duplicates only the
     rules it wrote, and flushes or deletes only the chains it created:
@@ -135,6 +150,8 @@ class Controller:
         owner: str | None = None,
         canary: str | None = None,
         canary_interval: float = 1.0,
+        events: bool | None = None,
+        safety_resync: float = 900.0,
     ) -> None:
         if v4 is None and v6 is None:
             v4 = Client(Protocol.IPV4, backend=backend, netns=netns)
@@ -155,6 +172,13 @@ class Controller:
         self.owner = owner
         self.canary = canary
         self.canary_interval = canary_interval
+        self.events = events
+        self.safety_resync = safety_resync
+        #: The last foreign change to a table of the rule set that events
+        #: reported (None until one does): which process, which tables.
+        self.last_change: Generation | None = None
+        #: Whether run() is following events right now.
+        self.following_events = False
         #: How often a canary was found gone or emptied.
         self.canary_trips = 0
         self._adopted = owner is None  # leftovers of earlier runs looked for yet?
@@ -324,26 +348,107 @@ class Controller:
 
     async def run(self) -> None:
         """Reconcile now and every ``resync`` seconds, until cancelled; with a
-        canary, also as soon as a canary is found gone or emptied.
+        canary, also as soon as a canary is found gone or emptied; with
+        events (on by default on iptables-nft), as soon as another process
+        changes a table of the rule set, and otherwise only every
+        ``safety_resync`` seconds.
 
         A failing reconcile is logged and sent on :attr:`errors` (dropped if
         nobody reads and the buffer is full); the loop goes on.
         """
+        watcher = self._open_watcher()
         async with anyio.create_task_group() as tg:
-            if self.canary is not None:
+            if watcher is not None:
+                tg.start_soon(self._follow_events, watcher)
+            elif self.canary is not None:
                 tg.start_soon(self._watch_canaries)
-            while True:
-                self._wake = anyio.Event()
-                try:
-                    await self.reconcile()
-                except Exception as exc:
-                    self.logger.warning("reconcile failed: %s", exc, extra={"error": exc})
+            try:
+                while True:
+                    self._wake = anyio.Event()
                     try:
-                        self._errors_in.send_nowait(exc)
-                    except anyio.WouldBlock:
-                        self.logger.debug("errors stream full; dropped %r", exc)
-                with anyio.move_on_after(self.resync):
-                    await self._wake.wait()
+                        await self.reconcile()
+                    except Exception as exc:
+                        self.logger.warning("reconcile failed: %s", exc, extra={"error": exc})
+                        try:
+                            self._errors_in.send_nowait(exc)
+                        except anyio.WouldBlock:
+                            self.logger.debug("errors stream full; dropped %r", exc)
+                    period = self.safety_resync if self.following_events else self.resync
+                    with anyio.move_on_after(period):
+                        await self._wake.wait()
+            finally:
+                self.following_events = False
+                if watcher is not None:
+                    watcher.close()
+
+    def _open_watcher(self) -> Watcher | None:
+        """Subscribe to nf_tables' announcements before the first read, so
+        that no change between that read and the subscription goes unseen;
+        None where events are off or cannot work."""
+        if self.events is False:
+            return None
+        clients = list(self._clients.values())
+        runners = [c.runner for c in clients]
+        usable = all(c.backend == "nft" for c in clients) and all(
+            isinstance(r, ProcessRunner) for r in runners
+        )
+        if not usable:
+            if self.events:
+                self.logger.warning("events asked for, but they need iptables-nft: polling instead")
+            return None
+        namespaces = {r.netns for r in runners if isinstance(r, ProcessRunner)}
+        watcher = Watcher(namespaces.pop() if len(namespaces) == 1 else None)
+        try:
+            watcher.open()
+        except OSError as exc:
+            self.logger.warning("cannot follow nf_tables events (%s): polling instead", exc)
+            return None
+        self.following_events = True
+        return watcher
+
+    async def _follow_events(self, watcher: Watcher) -> None:
+        """Wake the run loop when a process other than ours changes a table
+        of the rule set, and say who it was; when announcements were lost,
+        wake it anyway (a full reconcile answers any doubt)."""
+        while True:
+            try:
+                async for generation in watcher:
+                    self._on_generation(generation)
+            except EventsLostError as exc:
+                self.logger.warning("%s: reconciling now", exc)
+                if self._wake is not None:
+                    self._wake.set()
+            except OSError as exc:
+                self.logger.warning("lost the nf_tables subscription (%s): polling instead", exc)
+                self.following_events = False
+                if self._wake is not None:
+                    self._wake.set()
+                if self.canary is not None:
+                    await self._watch_canaries()
+                return
+
+    def _on_generation(self, generation: Generation) -> None:
+        ours = {pid for client in self._clients.values() for pid in getattr(client.runner, "pids", ())}
+        if generation.pid in ours:
+            return  # our own write
+        managed = {(item.proto, item.table) for item in self._desired()}
+        touched = sorted(
+            {
+                f"{proto.value} {table}"
+                for proto, table in generation.tables
+                if proto and (proto, table) in managed
+            }
+        )
+        if not touched:
+            return
+        self.last_change = generation
+        self.logger.info(
+            "%s (pid %d) changed %s: reconciling",
+            generation.process or "a process", generation.pid, ", ".join(touched),
+            extra={"pid": generation.pid, "changed_by": generation.process, "tables": touched},
+        )  # fmt: skip
+        if self._wake is not None:
+            self._wake.set()
 
     async def _watch_canaries(self) -> None:
         """List each table's canary chain every ``canary_interval`` seconds

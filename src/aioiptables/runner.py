@@ -9,6 +9,8 @@ fake (:mod:`aioiptables.fake`) answered.
 from __future__ import annotations
 
 import abc
+import collections
+import contextlib
 import logging
 import math
 import os
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
+import anyio.abc
 from anyio.lowlevel import RunVar
 
 from .errors import IPTablesNotFoundError, IPTablesTimeoutError
@@ -62,6 +65,13 @@ class Runner(abc.ABC):
         """
 
 
+@dataclass(frozen=True)
+class _Done:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
 def netns_path(netns: str) -> str:
     """The namespace file for ``netns``: a name as ``ip netns`` knows it
     (``/run/netns/NAME``) or a path such as ``/proc/PID/ns/net``."""
@@ -89,9 +99,49 @@ class ProcessRunner(Runner):
         self.netns = netns_path(netns) if netns else None
         self.max_concurrency = max_concurrency
         self.calls = 0
+        #: The pids of the latest processes run (newest last).
+        self.pids: collections.deque[int] = collections.deque(maxlen=256)
         # A CapacityLimiter belongs to the event loop it was first used in:
         # keep one per event loop run.
         self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"aioiptables-limiter-{id(self):x}")
+
+    async def _run_process(self, argv: list[str], input: bytes | None) -> _Done:
+        """:func:`anyio.run_process`, keeping the pid: nf_tables names the
+        process behind each change it announces (see :mod:`aioiptables.events`),
+        and our own changes are known by it. ``nsenter`` execs the program
+        in place, so its pid is the program's."""
+        process = await anyio.open_process(
+            argv,
+            stdin=subprocess.PIPE if input else subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        self.pids.append(process.pid)
+        output: dict[int, bytes] = {}
+
+        async def drain(stream: anyio.abc.ByteReceiveStream | None, key: int) -> None:
+            chunks = []
+            if stream is not None:
+                async for chunk in stream:
+                    chunks.append(chunk)
+            output[key] = b"".join(chunks)
+
+        async with process:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(drain, process.stdout, 1)
+                    tg.start_soon(drain, process.stderr, 2)
+                    if process.stdin is not None:
+                        await process.stdin.send(input or b"")
+                        await process.stdin.aclose()
+                    returncode = await process.wait()
+            except BaseException:
+                # Cancelled or timed out: no process is left behind.
+                with anyio.CancelScope(shield=True):
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+                raise
+        return _Done(returncode, output.get(1, b""), output.get(2, b""))
 
     def _prefix(self, argv: Sequence[str]) -> list[str]:
         if self.netns is None:
@@ -115,27 +165,21 @@ class ProcessRunner(Runner):
             started = time.monotonic()
             try:
                 with anyio.fail_after(timeout if timeout is not None else math.inf):
-                    done = await anyio.run_process(
-                        full,
-                        input=input or None,
-                        stdin=None if input else subprocess.DEVNULL,
-                        check=False,
-                        env={**os.environ, "LC_ALL": "C"},
-                    )
+                    done = await self._run_process(full, input)
             except TimeoutError:
                 raise IPTablesTimeoutError(argv, timeout or 0.0) from None
             except FileNotFoundError as exc:
                 missing = exc.filename or full[0]
                 hint = _INSTALL_HINT if "tables" in str(missing) else "install util-linux (nsenter)"
                 raise IPTablesNotFoundError(argv, f"{missing} not found: {hint}") from None
-        if done.returncode == 127 and self.netns is not None and b"failed to execute" in (done.stderr or b""):
+        if done.returncode == 127 and self.netns is not None and b"failed to execute" in done.stderr:
             # nsenter could not exec the program: report it like a local miss.
             raise IPTablesNotFoundError(argv, f"{argv[0]} not found: {_INSTALL_HINT}")
         completed = Completed(
             tuple(argv),
             done.returncode,
-            done.stdout.decode("utf-8", "replace") if done.stdout else "",
-            done.stderr.decode("utf-8", "replace") if done.stderr else "",
+            done.stdout.decode("utf-8", "replace"),
+            done.stderr.decode("utf-8", "replace"),
         )
         logger.debug(
             "ran %s: exit %d in %.1f ms",
