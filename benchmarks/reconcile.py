@@ -31,6 +31,7 @@ import sys
 import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 from _netns import Stopwatch, private_netns
@@ -221,6 +222,80 @@ async def tamper(netns: str, backend: str, *args: str) -> None:
     await anyio.run_process(["nsenter", f"--net=/run/netns/{netns}", "--", f"iptables-{backend}", *args])
 
 
+async def split(backend: str, rules: RuleSet, repeats: int) -> dict[str, float]:
+    """A steady-state reconcile by one controller, again and again (the same
+    rules, nothing changed): where its wall time goes, per reconcile, in ms.
+
+    - ``save``: waiting for the iptables-save processes;
+    - ``parse``: parsing their output, splitting and canonicalizing the lines;
+    - ``rest``: everything else (the expected keys, alignment, planning).
+    """
+    import time
+
+    import aioiptables.cache
+    from aioiptables import parse
+
+    spent = {"save": 0.0, "parse": 0.0}
+
+    def timed(kind: str, func: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[kind] += time.perf_counter() - started
+
+        return wrapper
+
+    class TimedKeys:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __get__(self, instance: Any, owner: Any = None) -> Any:
+            if instance is None or "keys" in instance.__dict__:
+                return self.inner.__get__(instance, owner)
+            started = time.perf_counter()
+            try:
+                return self.inner.__get__(instance, owner)
+            finally:
+                spent["parse"] += time.perf_counter() - started
+
+    saved_parse = aioiptables.cache.parse_save
+    saved_chain = parse.TableSnapshot.chain
+    saved_keys = parse.ChainListing.__dict__["keys"]
+    aioiptables.cache.parse_save = timed("parse", saved_parse)  # type: ignore[assignment]
+    parse.TableSnapshot.chain = timed("parse", saved_chain)  # type: ignore[method-assign]
+    parse.ChainListing.keys = TimedKeys(saved_keys)  # type: ignore[assignment,method-assign]
+    try:
+        with private_netns() as netns:
+            controller = Controller(client(backend, netns))
+            await controller.set(rules)
+            real_save = controller._clients[Protocol.IPV4].save
+
+            async def save(table: str) -> str:
+                started = time.perf_counter()
+                try:
+                    return await real_save(table)
+                finally:
+                    spent["save"] += time.perf_counter() - started
+
+            controller._clients[Protocol.IPV4].save = save  # type: ignore[method-assign]
+            await controller.reconcile()  # the first read after writing
+            spent["save"] = spent["parse"] = 0.0
+            with Stopwatch() as watch:
+                for _ in range(repeats):
+                    await controller.reconcile()
+                    assert controller.last_stats["writes"] == 0
+    finally:
+        aioiptables.cache.parse_save = saved_parse
+        parse.TableSnapshot.chain = saved_chain  # type: ignore[method-assign]
+        parse.ChainListing.keys = saved_keys  # type: ignore[method-assign]
+    each = {kind: seconds * 1000 / repeats for kind, seconds in spent.items()}
+    each["total"] = watch.seconds * 1000 / repeats
+    each["rest"] = each["total"] - each["save"] - each["parse"]
+    return each
+
+
 def plot(rows: list[Row], path: Path) -> None:
     import matplotlib
 
@@ -254,7 +329,25 @@ def main() -> int:
     parser.add_argument("--skip-iptc", action="store_true")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--plot", type=Path, default=Path("docs/benchmarks.png"))
+    parser.add_argument(
+        "--split",
+        type=int,
+        metavar="REPEATS",
+        help="only time REPEATS steady-state reconciles by one controller, split into save/parse/rest",
+    )
     args = parser.parse_args()
+    if args.split:
+        print(
+            "| backend | rules | reconcile | iptables-save | parsing | the rest |\n|---|---|---|---|---|---|"
+        )
+        for backend in args.backends:
+            for size in args.sizes:
+                each = anyio.run(split, backend, ruleset(size), args.split)
+                print(
+                    f"| {backend} | {size:,} | {each['total']:.1f} ms | {each['save']:.1f} ms | "
+                    f"{each['parse']:.1f} ms | {each['rest']:.1f} ms |"
+                )
+        return 0
     rows: list[Row] = []
     for backend in args.backends:
         for size in args.sizes:

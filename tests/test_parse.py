@@ -8,7 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aioiptables import InvalidRuleError, Protocol, Rule
-from aioiptables.parse import _by_groups, _read, analyze, canonicalize, parse_rule, parse_save
+from aioiptables.extensions import Unsupported, normalize_address, printed_v4
+from aioiptables.parse import (
+    ChainListing,
+    _by_groups,
+    _fast_key,
+    _read,
+    analyze,
+    canonicalize,
+    parse_rule,
+    parse_save,
+    read_listing,
+)
+from aioiptables.syntax import CLOSED, scan_printed, split_printed
 
 V4, V6 = Protocol.IPV4, Protocol.IPV6
 
@@ -132,3 +144,92 @@ def test_save_output_parses_into_tables_and_chains() -> None:
     assert nat.policies == {"PREROUTING": "ACCEPT"}
     assert tables["filter"].policies == {"INPUT": "DROP"}
     assert nat.chains["PREROUTING"].has(("--jump", "KILO-NAT"))
+
+
+# -- the fast paths for printed rules (issue 10): the same answers as the general ones ----------
+
+BASES = [
+    ("-s", "10.0.0.0/8"), ("-s", "10.1.0.0/8"), ("!", "-s", "1.2.3.4/32"), ("-s", "1.2.3.4"), ("-d", "0.0.0.0/0"),
+    ("!", "-d", "0.0.0.0/0"), ("-d", "fd00::/64"), ("-d", "fd00::1/64"), ("-s", "010.0.0.0/8"), ("-s", "1.2.3.0/24"),
+    ("-i", "eth0"), ("!", "-i", "cali+"), ("-i", "+"), ("-o", "lo"), ("-p", "tcp"), ("-p", "6"), ("-p", "all"),
+    ("!", "-p", "udp"), ("-p", "ipv6-icmp"), ("-f",), ("-s", "1.2.3.4/32,5.6.7.8/32"),
+]  # fmt: skip
+GROUPS = [
+    ("-m", "comment", "--comment", "a b"), ("-m", "comment", "--comment", "-m"), ("--match", "comment", "--comment", "x"),
+    ("-m", "tcp", "--dport", "80"), ("-m", "tcp", "--dport", "http"), ("-m", "tcp", "--sport", "53"),
+    ("-m", "udp", "--dport", "53"), ("-m", "tcp", "--dport", "80", "--sport", "1"),
+    ("-m", "tcp", "--sport", "1", "--dport", "80"), ("-m", "mark", "--mark", "0x1/0xff"), ("-m", "mark", "--mark", "1"),
+    ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), ("-m", "state", "--state", "NEW"),
+    ("-m", "multiport", "--dports", "80,443"), ("-m", "statistic", "--mode", "random", "--probability", "0.5"),
+    ("-m", "foo", "--bar", "1"), ("-m", "addrtype", "--dst-type", "LOCAL"), ("-m", "tcp"), ("-m",),
+    ("-j", "ACCEPT"), ("-j", "KUBE-SVC-X"), ("-g", "CHAIN"), ("--jump", "DROP"), ("-j", "REJECT"),
+    ("-j", "REJECT", "--reject-with", "icmp-port-unreachable"), ("-j", "DNAT", "--to-destination", "10.0.0.1:80"),
+    ("-j", "DNAT", "--to-destination", "010.0.0.1:80"), ("-j", "MARK", "--set-xmark", "0x4000/0x4000"),
+    ("-j", "MARK", "--or-mark", "0x4000"), ("-j", "MASQUERADE", "--random-fully"), ("-j", "LOG", "--log-prefix", "x "),
+    ("-j", "CHAIN", "-s", "1.2.3.4/32"), ("-j",),
+]  # fmt: skip
+
+
+@settings(max_examples=3000)
+@given(
+    st.lists(st.sampled_from(BASES), max_size=3),
+    st.lists(st.sampled_from(GROUPS), max_size=4),
+    st.sampled_from([V4, V6]),
+)
+def test_the_printed_form_fast_path_reads_as_the_full_reader(
+    bases: list[tuple[str, ...]], groups: list[tuple[str, ...]], proto: Protocol
+) -> None:
+    # Specs shaped as iptables prints them, or nearly (a value not in printed
+    # form, options out of order, a target in the middle, a repeated match):
+    # the fast path (verbatim check, then regrouping) agrees with the full
+    # reader whenever it answers, and keeps nothing from one spec to the next.
+    spec = tuple(token for part in [*bases, *groups] for token in part)
+    fast = _by_groups(spec, proto)
+    assert fast is None or fast == _read(spec, proto)
+    assert _by_groups(spec, proto) == fast  # again, from the memo
+    if fast is not None and fast.tokens == spec:
+        assert _fast_key(spec, proto) is spec  # its own key: nothing built
+
+
+@settings(max_examples=1000)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 40), st.sampled_from(["", "0", "/", "+", " "]))
+def test_a_printed_address_is_recognised_without_normalizing(number: int, length: int, noise: str) -> None:
+    host = ".".join(str(number >> shift & 255) for shift in (24, 16, 8, 0))
+    for value in (f"{host}/{length}", f"{noise}{host}/{length}", f"{host}/{noise}{length}", host):
+        try:
+            printed = normalize_address(value, V4) == value
+        except Unsupported:
+            printed = False
+        assert printed_v4(value) == printed, value
+
+
+PIECES = ["a", "b c", "", "-j", "-i", '"', "x\ty", "\\", "-m", "comment", "--comment", "'q'", "  "]
+
+
+@settings(max_examples=3000)
+@given(st.lists(st.tuples(st.sampled_from(PIECES), st.booleans()), max_size=8))
+def test_printed_lines_split_as_the_scanner_reads_them(parts: list[tuple[str, bool]]) -> None:
+    # Lines with quoted values anywhere, glued or not: the quick splitter
+    # (pieces between quotes) agrees with the character-by-character scanner.
+    line = "-A X" + "".join(
+        (f' "{text}"' if quoted else f" {text}") if index % 3 else (f'"{text}"' if quoted else text)
+        for index, (text, quoted) in enumerate(parts)
+    )
+    state, tokens = scan_printed(line)
+    assert split_printed(line) == (tokens if state == CLOSED else None)
+
+
+def test_a_listing_read_again_reads_alike_from_the_memo() -> None:
+    records = [
+        '-A X -s 10.0.0.0/8 -p tcp -m comment --comment "a b" -m tcp --dport 80 -j ACCEPT',
+        "-A X -m tcp -p tcp --dport 80 -j ACCEPT",  # not in printed form
+        "-A X -j DROP -m comment --comment x",
+        '-A X -m comment --comment "open',
+    ]
+    first = read_listing(V4, "filter", "X", records)
+    plain = ChainListing(V4, "filter", "X", True, first.specs)
+    assert first.keys == plain.keys
+    again = read_listing(V4, "filter", "X", [*records, records[0]])
+    assert again.specs == (*first.specs, first.specs[0])
+    assert again.keys == (*plain.keys, plain.keys[0])
+    assert again == ChainListing(V4, "filter", "X", True, again.specs)  # the records are not compared

@@ -22,7 +22,7 @@ import anyio
 
 from .errors import IPTablesError
 from .model import Chain, Protocol, Rule
-from .parse import ChainListing, TableSnapshot, parse_listing, parse_save
+from .parse import ChainListing, TableSnapshot, parse_save, read_listing, rule_records
 
 __all__ = ["RuleCache", "ListingClient"]
 
@@ -123,7 +123,7 @@ class RuleCache:
                 if exc.is_not_exist:
                     return ChainListing(proto, table, chain, exists=False)
                 raise
-            return ChainListing(proto, table, chain, exists=True, specs=parse_listing(lines, chain))
+            return read_listing(proto, table, chain, rule_records(lines, chain))
 
         return await self._shared(("chain", *key), self._chains, key, fetch)
 

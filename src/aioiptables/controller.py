@@ -116,10 +116,11 @@ class Controller:
             iptables-legacy announces nothing (there, ``resync`` and the
             canary do the work).
         safety_resync: with events on, seconds between the full reconciles
-            kept as a safety net (in place of ``resync``): events cover every
-            change committed through nf_tables, so this only catches what
-            no announcement can tell (a lost subscription is noticed and
-            answered at once).
+            kept as a safety net (in place of ``resync``, after a reconcile
+            that succeeded): events cover every change committed through
+            nf_tables, so this only catches what no announcement can tell (a
+            lost subscription is noticed and answered at once). A reconcile
+            that failed is tried again every ``resync``.
 
     What is ours. The controller deletes, moves or de-duplicates only the
     rules it wrote, and flushes or deletes only the chains it created:
@@ -365,15 +366,20 @@ class Controller:
             try:
                 while True:
                     self._wake = anyio.Event()
+                    failed = False
                     try:
                         await self.reconcile()
                     except Exception as exc:
+                        failed = True
                         self.logger.warning("reconcile failed: %s", exc, extra={"error": exc})
                         try:
                             self._errors_in.send_nowait(exc)
                         except anyio.WouldBlock:
                             self.logger.debug("errors stream full; dropped %r", exc)
-                    period = self.safety_resync if self.following_events else self.resync
+                    # A failed reconcile (a rule refused until its ipset exists...) is
+                    # tried again every resync: what it waits for may announce nothing.
+                    quiet = self.following_events and not failed
+                    period = self.safety_resync if quiet else self.resync
                     with anyio.move_on_after(period):
                         await self._wake.wait()
             finally:

@@ -264,6 +264,26 @@ def _show_mask(mask: int, proto: Protocol) -> str:
     return f"/{width - inverted.bit_length()}"
 
 
+# The host bits of each IPv4 prefix length, by its text as iptables prints it.
+_V4_HOST_BITS = {str(length): (1 << (32 - length)) - 1 for length in range(33)}
+
+
+def printed_v4(value: str) -> bool:
+    """Whether ``value`` is an IPv4 ``-s``/``-d`` exactly as iptables prints
+    it (``a.b.c.d/len``, plain decimals, no host bits), that is
+    ``normalize_address(value, IPV4) == value``, checked without working the
+    form out (a rule read back from iptables: the common case)."""
+    host, _, length = value.partition("/")
+    bits = _V4_HOST_BITS.get(length)
+    if bits is None:
+        return False
+    try:
+        packed = socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return not int.from_bytes(packed, "big") & bits and socket.inet_ntop(socket.AF_INET, packed) == host
+
+
 @functools.lru_cache(maxsize=65536)
 def normalize_address(value: str, proto: Protocol) -> str:
     """``-s``/``-d`` as iptables prints them: masked, with the prefix length.

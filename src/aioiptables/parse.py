@@ -18,10 +18,11 @@ NUL for). It still counts as a rule of its chain, so positions stay right.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from .errors import InvalidRuleError
 from .extensions import (
@@ -38,6 +39,7 @@ from .extensions import (
     check_protocol,
     normalize_address,
     normalize_protocol,
+    printed_v4,
     verbatim,
 )
 from .model import Protocol, Rule, validate_spec
@@ -55,6 +57,7 @@ __all__ = [
     "RuleKey",
     "rule_key",
     "parse_listing",
+    "read_listing",
     "parse_rule",
     "parse_save",
     "ChainListing",
@@ -67,6 +70,9 @@ __all__ = [
     "rule_records",
     "OPAQUE",
 ]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 #: What two rules must share to be the same rule.
 RuleKey = tuple[str, ...]
@@ -92,7 +98,32 @@ def _key(spec: tuple[str, ...], proto: Protocol) -> RuleKey:
     if spec and spec[0] == OPAQUE:
         return spec
     # analyze() inlined: this runs once per rule of every table read.
-    return (_by_groups(spec, proto) or _read(spec, proto)).tokens
+    fast = _fast_key(spec, proto)
+    return fast if fast is not None else _read(spec, proto).tokens
+
+
+class _Lazy(Generic[V]):
+    """functools.cached_property without its lock (Python 3.11's takes one
+    per instance read, and a snapshot makes a listing per chain): the value
+    is worked out on first use and kept in the instance's ``__dict__``."""
+
+    def __init__(self, func: Callable[[Any], V]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _Lazy[V]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> V: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> V | _Lazy[V]:
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.func(instance)
+        return value
 
 
 @dataclass(frozen=True)
@@ -108,21 +139,61 @@ class ChainListing:
     chain: str
     exists: bool
     specs: tuple[tuple[str, ...], ...] = ()
+    #: The printed text of each rule (see :func:`rule_records`), when the
+    #: listing was read from text: their keys are then kept by text.
+    records: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
-    @functools.cached_property
+    @_Lazy
     def keys(self) -> tuple[RuleKey, ...]:
         """The :func:`rule_key` of every rule, in chain order (worked out on
         first use: a snapshot holds many chains nobody asks about)."""
         proto = self.proto
-        return tuple([_key(spec, proto) for spec in self.specs])
+        if len(self.records) != len(self.specs):
+            return tuple([_key(spec, proto) for spec in self.specs])
+        memo = _PRINTED[proto]
+        keys: list[RuleKey] = []
+        for record, spec in zip(self.records, self.specs, strict=True):
+            known = memo.get(record)
+            if known is None or known[0] != spec:
+                key = _key(spec, proto)
+                memo.put(record, (spec, key))
+                keys.append(key)
+            else:
+                keys.append(known[1])
+        return tuple(keys)
 
-    @functools.cached_property
+    @_Lazy
     def _key_set(self) -> frozenset[RuleKey]:
         return frozenset(self.keys)
 
     def has(self, spec: Iterable[str]) -> bool:
         """Whether a rule with this spec is in the chain."""
         return rule_key(spec, self.proto) in self._key_set
+
+
+#: Printed rules seen before, by their text (see :func:`rule_records`): their
+#: spec and key. Nearly every line a table prints is printed again, the same,
+#: at the next read: it is then looked up, neither split nor canonicalized.
+_PRINTED: dict[Protocol, _Memo[str, tuple[tuple[str, ...], RuleKey]]]
+
+
+def read_listing(proto: Protocol, table: str, chain: str, records: Sequence[str]) -> ChainListing:
+    """The listing of a chain from the text of its rules (see
+    :func:`rule_records`): a rule printed as before costs a lookup."""
+    memo = _PRINTED[proto]
+    specs: list[tuple[str, ...]] = []
+    keys: list[RuleKey] = []
+    for record in records:
+        known = memo.get(record)
+        if known is None:
+            specs.append(_printed_spec(record))
+        else:
+            specs.append(known[0])
+            keys.append(known[1])
+    listing = ChainListing(proto, table, chain, True, tuple(specs), tuple(records))
+    if len(keys) == len(specs):
+        listing.__dict__["keys"] = tuple(keys)  # every rule known: nothing left to work out
+    return listing
 
 
 def parse_listing(lines: Iterable[str], chain: str) -> tuple[tuple[str, ...], ...]:
@@ -165,7 +236,11 @@ _UNWRITABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 def _printed_spec(record: str) -> tuple[str, ...]:
     """The spec of one ``-A CHAIN ...`` record, or an opaque spec."""
-    tokens = split_printed(record)
+    if '"' not in record:  # split_printed's commonest case, inlined
+        parts = record.split(" ")
+        tokens: list[str] | None = [token for token in parts if token] if "" in parts else parts
+    else:
+        tokens = split_printed(record)
     if tokens is None or (not record.isprintable() and _UNWRITABLE.search(record) is not None):
         return (OPAQUE, record)
     return tuple(tokens[2:])
@@ -345,7 +420,12 @@ def analyze(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> Canonical
     An opaque spec (see :data:`OPAQUE`) is its own form, never understood."""
     if spec and spec[0] == OPAQUE:
         return Canonical(spec, False)
-    return _by_groups(spec, proto) or _read(spec, proto)
+    # The same specs (a controller's rules) come back every reconcile: keep them.
+    memo = _ANALYZED[proto]
+    known = memo.get(spec)
+    if known is None:
+        known = memo.put(spec, _by_groups(spec, proto) or _read(spec, proto))
+    return known
 
 
 # Rules spelled other ways than iptables prints them (users' own specs) take
@@ -361,47 +441,146 @@ def _read(spec: tuple[str, ...], proto: Protocol) -> Canonical:
 
 
 _GROUP_HEADS = frozenset({"-m", "--match", "-j", "--jump", "-g", "--goto"})
+_TO_CHAIN = frozenset({"-j", "-g"})
 _MERGEABLE = frozenset(name for name, ext in MATCHES.items() if ext.mergeable)
 
 
+class _Memo(dict[K, V]):
+    """A bounded memo: when full, its oldest quarter goes (at once, which
+    keeps a put cheap). ``_memo`` marks it for the benchmarks' cache clearing."""
+
+    _memo = True
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: K, value: V) -> V:
+        if len(self) >= self.size:
+            for old in list(itertools.islice(self, self.size // 4)):
+                del self[old]
+        self[key] = value
+        return value
+
+
+# _group's verdicts, by protocol: _SAME when the group is already in printed form.
+_GROUPS: dict[Protocol, _Memo[tuple[str, ...], tuple[str, ...] | None]] = {
+    proto: _Memo(16384) for proto in Protocol
+}
+_PRINTED = {proto: _Memo(32768) for proto in Protocol}
+#: analyze()'s answers, by spec.
+_ANALYZED: dict[Protocol, _Memo[tuple[str, ...], Canonical]] = {proto: _Memo(32768) for proto in Protocol}
+_SAME: tuple[str, ...] = ("(same)",)
+_UNSEEN: tuple[str, ...] = ("(unseen)",)
+
+
 def _by_groups(spec: tuple[str, ...], proto: Protocol) -> Canonical | None:
+    """The fast path, for rules shaped as iptables prints them (see
+    :func:`_fast_key`), as a :class:`Canonical`; None for any other shape."""
+    tokens = _fast_key(spec, proto)
+    return None if tokens is None else Canonical(tokens, True)
+
+
+def _fast_key(spec: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     """The fast path, for rules shaped as iptables prints them.
 
     A rule whose every option follows the ``-m`` or ``-j`` it belongs to
     reads the same one group at a time as all at once; groups recur from
-    rule to rule (``-m tcp --dport 80``), so each is read once and cached.
+    rule to rule (``-m tcp --dport 80``), so each is read once and kept.
     Returns None for any other shape, which the full reader then takes.
+
+    First it checks whether the spec is already in printed form (nearly every
+    rule read back from iptables), without building anything: then the spec
+    itself is its key. Otherwise :func:`_regroup` builds the form.
     """
     heads = [i for i, token in enumerate(spec) if token in _GROUP_HEADS]
     if not heads:
-        alone = _base_group(spec, proto)
-        return None if alone is None else Canonical(alone, True)
-    base = _base_group(spec[: heads[0]], proto)
+        return _base_group(spec, proto)
+    first = heads[0]
+    if first:
+        given = spec[:first]
+        base = _base_group(given, proto)
+        if base is not given:
+            return None if base is None else _regroup(spec, heads, proto, base)
+    memo = _GROUPS[proto]
+    target = False
+    seen: set[str] | None = None
+    heads.append(len(spec))
+    start = first
+    for end in heads[1:]:
+        head = spec[start]
+        size = end - start
+        if size == 4 and head == "-m" and spec[start + 2] == "--comment" and spec[start + 1] == "comment":
+            pass  # the commonest group, and always verbatim
+        elif size == 2 and (head == "-j" or head == "-g") and spec[start + 1] not in TARGETS:
+            pass  # a jump to a chain
+        else:
+            group = spec[start:end]
+            read = memo.get(group, _UNSEEN)
+            if read is _UNSEEN:
+                found = _group(group, proto)
+                read = memo.put(group, _SAME if found == group else found)
+            if read is not _SAME:
+                return _regroup(spec, heads[:-1], proto, None)
+        if head == "-m":
+            name = spec[start + 1]
+            if target:
+                return _regroup(spec, heads[:-1], proto, None)  # a match after the target
+            if name in _MERGEABLE:
+                if seen is None:
+                    seen = {name}
+                elif name in seen:
+                    return None  # iptables-nft folds these: the full reader does too
+                else:
+                    seen.add(name)
+        elif target:
+            return None  # a second target
+        else:
+            target = True
+        start = end
+    return spec
+
+
+def _regroup(
+    spec: tuple[str, ...], heads: list[int], proto: Protocol, base: tuple[str, ...] | None
+) -> tuple[str, ...] | None:
+    """:func:`_fast_key` for a spec not in printed form: its groups (which
+    start at ``heads``) read one at a time, put in printed order after the
+    base options (``base``, when already read)."""
     if base is None:
-        return None
+        base = _base_group(spec[: heads[0]], proto)
+        if base is None:
+            return None
     tokens = list(base)
     target: tuple[str, ...] | None = None
     seen: set[str] = set()
-    heads.append(len(spec))
+    memo = _GROUPS[proto]
+    heads = [*heads, len(spec)]
     start = heads[0]
     for end in heads[1:]:
-        group = _group(spec[start:end], proto)
-        if group is None:
+        group = spec[start:end]
+        read = memo.get(group, _UNSEEN)
+        if read is _UNSEEN:
+            found = _group(group, proto)
+            read = memo.put(group, _SAME if found == group else found)
+        if read is None:
             return None
-        if group[0] == "-m":
-            if group[1] in _MERGEABLE:
-                if group[1] in seen:
+        if read is _SAME:
+            read = group
+        if read[0] == "-m":
+            if read[1] in _MERGEABLE:
+                if read[1] in seen:
                     return None  # iptables-nft folds these: the full reader does too
-                seen.add(group[1])
-            tokens += group
+                seen.add(read[1])
+            tokens += read
         elif target is not None:
             return None
         else:
-            target = group
+            target = read
         start = end
     if target is not None:
         tokens += target
-    return Canonical(tuple(tokens), True)
+    return tuple(tokens)
 
 
 # Extensions whose options are each normalized on their own (no finishing
@@ -437,11 +616,52 @@ def _already_printed(group: tuple[str, ...], proto: Protocol) -> bool:
     return True
 
 
+_BASE_RANK = {"-s": 0, "-d": 1, "-i": 2, "-o": 3, "-p": 4}
+
+
 def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
+    """The base options as iptables prints them (``-s A -d B -i I -p P``), read
+    without the full reader; None for anything else (implicit matches,
+    repeats, ``-f``), which the full reader then takes. ``group`` itself
+    when it is already in printed form (checked here first, the common case);
+    :func:`_base_group_general` otherwise."""
+    i, count, last = 0, len(group), -1
+    try:
+        while i < count:
+            flag = group[i]
+            negated = flag == "!"
+            if negated:
+                i += 1
+                flag = group[i] if i < count else ""
+            rank = _BASE_RANK.get(flag, -1)
+            if rank <= last or i + 1 >= count:
+                return _base_group_general(group, proto)
+            value = group[i + 1]
+            if rank < 2:
+                if not (proto is Protocol.IPV4 and printed_v4(value)) and (
+                    "," in value or normalize_address(value, proto) != value
+                ):
+                    return _base_group_general(group, proto)
+                if not negated and value.endswith("/0"):
+                    return _base_group_general(group, proto)
+            elif rank == 4:
+                if normalize_protocol(value, proto) != value or (not negated and value == "all"):
+                    return _base_group_general(group, proto)
+            elif value == "+" or not 0 < len(value) <= 15:
+                return None
+            last = rank
+            i += 2
+    except Unsupported:
+        return None
+    return group
+
+
+def _base_group_general(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     """The base options as iptables prints them (``-s A -d B -i I -p P``), read
     without the full reader; None for anything else (implicit matches,
     repeats, ``-f``), which the full reader then takes."""
     found: dict[str, tuple[str, ...]] = {}
+    seen: set[str] = set()  # found, and those that say nothing (-s 0.0.0.0/0, -p all)
     i, count = 0, len(group)
     while i < count:
         flag = group[i]
@@ -449,8 +669,9 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
         if negated:
             i += 1
             flag = group[i] if i < count else ""
-        if i + 1 >= count or flag in found:
-            return None
+        if i + 1 >= count or flag in seen:
+            return None  # a repeated base option: iptables refuses it
+        seen.add(flag)
         value = group[i + 1]
         i += 2
         try:
@@ -481,7 +702,6 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
     return tuple(ordered)
 
 
-@functools.lru_cache(maxsize=16384)
 def _group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     """One group read on its own, or None unless it is wholly understood."""
     if len(group) < 2:
@@ -1068,8 +1288,7 @@ class TableSnapshot:
             lines = self._lines.get(name)
             if lines is None:
                 return ChainListing(self.proto, self.table, name, exists=False)
-            specs = tuple([_printed_spec(line) for line in lines])
-            listing = self._listings[name] = ChainListing(self.proto, self.table, name, True, specs)
+            listing = self._listings[name] = read_listing(self.proto, self.table, name, lines)
         return listing
 
     @property
@@ -1093,7 +1312,10 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
         line = printed[i]
         i += 1
         if line.startswith("-A "):
-            if _goes_on(line, printed[i] if i < count else ""):
+            # _goes_on inlined: a line that neither holds a quote nor is
+            # followed by a line that cannot start a record is a whole rule.
+            after = printed[i] if i < count else ""
+            if ('"' in line or (after and not after.startswith(_RECORD_HEADS))) and _goes_on(line, after):
                 line, i = _gather(printed, i - 1)
             end = line.find(" ", 3)
             chain = line[3:] if end < 0 else line[3:end]

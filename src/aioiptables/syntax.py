@@ -176,16 +176,44 @@ def split_printed(line: str) -> list[str] | None:
     True
     """
     if '"' not in line:
-        return list(filter(None, line.split(" ")))
-    quoted = _one_quoted_value(line)
-    if quoted is not None:
-        first, last = quoted
-        tokens = list(filter(None, line[:first].split(" ")))
-        tokens.append(line[first + 1 : last])
-        tokens += filter(None, line[last + 1 :].split(" "))
-        return tokens
+        tokens = line.split(" ")
+        return [token for token in tokens if token] if "" in tokens else tokens
+    if "\\" not in line:
+        quoted = _split_quoted(line.split('"'))
+        if quoted is not None:
+            return quoted
     state, tokens = scan_printed(line)
     return tokens if state == CLOSED else None
+
+
+def _split_quoted(pieces: list[str]) -> list[str] | None:
+    """:func:`split_printed` of a line without backslashes, from its pieces
+    between double quotes, when every quote opens or closes a quoted value
+    standing alone (the shape of nearly every quoted line iptables prints:
+    a comment, a log prefix); None for any other shape (scan it)."""
+    last = len(pieces) - 1
+    if last % 2:
+        return None  # an odd number of quotes
+    tokens: list[str] = []
+    for k in range(0, last, 2):
+        before = pieces[k]
+        size = len(before)
+        if k and (not size or before[0] != " "):
+            return None  # a closing quote glued to what follows
+        if size and before[-1] != " ":
+            return None  # an opening quote inside a word
+        words = before.split(" ")
+        tokens += [word for word in words if word] if "" in words[:-1] else words[:-1]
+        if tokens and tokens[-1] in _RAW_VALUES:
+            return None  # the raw value of an option such as -j, that starts with a quote
+        tokens.append(pieces[k + 1])
+    after = pieces[last]
+    if after:
+        if after[0] != " ":
+            return None
+        words = after.split(" ")
+        tokens += [word for word in words if word] if "" in words[1:] else words[1:]
+    return tokens
 
 
 def printed_state(line: str) -> int:
