@@ -434,7 +434,12 @@ class Controller:
                 return
 
     def _on_generation(self, generation: Generation) -> None:
-        ours = {pid for client in self._clients.values() for pid in getattr(client.runner, "pids", ())}
+        ours = {
+            pid
+            for client in self._clients.values()
+            if isinstance(client.runner, ProcessRunner)
+            for pid in client.runner.recent_pids()
+        }
         if generation.pid in ours:
             return  # our own write
         managed = {(item.proto, item.table) for item in self._desired()}

@@ -99,11 +99,18 @@ class ProcessRunner(Runner):
         self.netns = netns_path(netns) if netns else None
         self.max_concurrency = max_concurrency
         self.calls = 0
-        #: The pids of the latest processes run (newest last).
-        self.pids: collections.deque[int] = collections.deque(maxlen=256)
+        # (pid, when it started) of the latest processes run, newest last.
+        self._started: collections.deque[tuple[int, float]] = collections.deque(maxlen=256)
         # A CapacityLimiter belongs to the event loop it was first used in:
         # keep one per event loop run.
         self._limiter: RunVar[anyio.CapacityLimiter] = RunVar(f"aioiptables-limiter-{id(self):x}")
+
+    def recent_pids(self, within: float = 120.0) -> frozenset[int]:
+        """The pids of the processes this runner started in the last
+        ``within`` seconds: a change nf_tables announces from one of them is
+        ours (an older pid may have been reused by another process since)."""
+        since = time.monotonic() - within
+        return frozenset(pid for pid, started in self._started if started >= since)
 
     async def _run_process(self, argv: list[str], input: bytes | None) -> _Done:
         """:func:`anyio.run_process`, keeping the pid: nf_tables names the
@@ -115,7 +122,7 @@ class ProcessRunner(Runner):
             stdin=subprocess.PIPE if input else subprocess.DEVNULL,
             env={**os.environ, "LC_ALL": "C"},
         )
-        self.pids.append(process.pid)
+        self._started.append((process.pid, time.monotonic()))
         output: dict[int, bytes] = {}
 
         async def drain(stream: anyio.abc.ByteReceiveStream | None, key: int) -> None:

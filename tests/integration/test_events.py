@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from aioiptables import Chain, Controller, Protocol, Rule, RuleSet
+from aioiptables import Chain, Controller, ProcessRunner, Protocol, Rule, RuleSet
 from aioiptables.events import EventsLostError, Generation, Watcher
 from conftest import World
 
@@ -289,3 +289,13 @@ async def test_aioiptables_watch_prints_each_change_with_its_process(nft: World)
         "added": True,
     }
     assert second["changes"][-1]["proto"] == "ipv6" and second["pid"] > 0
+
+
+async def test_a_pid_is_taken_for_ours_only_while_it_is_recent(nft: World) -> None:
+    client = nft.client(V4)
+    runner = client.runner
+    assert isinstance(runner, ProcessRunner)
+    await client.list("filter", "INPUT")
+    (pid,) = runner.recent_pids()
+    assert runner.recent_pids(within=0.0) == frozenset(), "an old pid may be another process's by now"
+    assert pid > 0
