@@ -42,6 +42,8 @@ bench: setup
 	unshare --net -- $(BIN)/python benchmarks/parse.py
 	unshare --net -- $(BIN)/python benchmarks/reconcile.py
 	unshare --net -- $(BIN)/python benchmarks/events.py
+	for b in nft legacy; do for n in 5000 33000; do \
+		unshare --net -- $(BIN)/python benchmarks/memory.py --backends $$b --sizes $$n; done; done
 
 # The API reference, generated from the docstrings (README.md is the home page).
 docs: setup
