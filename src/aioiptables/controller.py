@@ -9,12 +9,11 @@ place writes nothing.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TypeGuard
 
 import anyio
@@ -281,7 +280,9 @@ class Controller:
             cache = RuleCache(*self._clients.values())
             found = [] if self._adopted else await self._leftovers(cache, desired)
             retired = [
-                item for item in self._retirement(desired, [*self._desired(), *found]) if item not in kept
+                item
+                for item in self._retirement(chains_in_use(desired), [*self._desired(), *found])
+                if item not in kept
             ]
             observed = await self._read(cache, chains_to_read(desired, retired))
             ours = self._ownership(observed, learn=False)
@@ -500,7 +501,8 @@ class Controller:
         cache = RuleCache(*self._clients.values())
         if not self._adopted:
             await self._adopt_leftovers(cache, desired)
-        retired = self._retirement(desired)
+        in_use = chains_in_use(desired)
+        retired = self._retirement(in_use)
         observed = await self._read(cache, chains_to_read(desired, retired))
         # A chain read gone is no longer ours, whoever creates it next.
         self._own_chains -= {key for key, listing in observed.items() if not listing.exists}
@@ -509,7 +511,6 @@ class Controller:
         self._expected = {key: Expected.of(observed[key], ours[key]) for key in observed}
         refused, stuck, plans = await self._write_all(desired, observed, retired, ours)
         self.last_plans = plans
-        in_use = chains_in_use(desired)
         # A chain our rules left stays retired until it can go: while the rule
         # set still needs it, or something else still jumps to it.
         self._retired = {
@@ -531,11 +532,10 @@ class Controller:
         self.logger.debug("reconciled", extra=dict(self.last_stats))
         self._report(refused)
 
-    def _retirement(self, desired: RuleSet, more: Iterable[Item] = ()) -> list[Item]:
+    def _retirement(self, in_use: Collection[ChainKey], more: Iterable[Item] = ()) -> list[Item]:
         """What to remove now: what is retired, except the marker of a
-        retired chain the rule set still needs (the chain stays, and stays
-        marked as ours until it can go)."""
-        in_use = chains_in_use(desired)
+        retired chain the rule set still needs (``in_use``: the chain stays,
+        and stays marked as ours until it can go)."""
         return [
             item
             for item in dict.fromkeys([*self._retired, *more])
@@ -698,7 +698,9 @@ class Controller:
         if missing is not None:
             # iptables-nft names a missing jump target at COMMIT, not at its line.
             culprits = [
-                o.rule for o in table_plan.ops if o.rule is not None and _jumps_to(o.spec, missing[1])
+                o.rule
+                for o in table_plan.ops
+                if o.rule is not None and jump_target(rule_key(o.spec, table_plan.proto)) == missing[1]
             ]
             for rule in culprits:
                 refused[rule] = message
@@ -891,10 +893,3 @@ def _iptables_message(stderr: str) -> str:
             continue
         words.append(line)
     return " ".join(words) or stderr.strip()
-
-
-def _jumps_to(spec: tuple[str, ...], chain: str) -> bool:
-    return any(
-        flag in ("-j", "--jump", "-g", "--goto") and target == chain
-        for flag, target in itertools.pairwise(spec)
-    )

@@ -65,13 +65,6 @@ class Runner(abc.ABC):
         """
 
 
-@dataclass(frozen=True)
-class _Done:
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-
 def netns_path(netns: str) -> str:
     """The namespace file for ``netns``: a name as ``ip netns`` knows it
     (``/run/netns/NAME``) or a path such as ``/proc/PID/ns/net``."""
@@ -112,7 +105,7 @@ class ProcessRunner(Runner):
         since = time.monotonic() - within
         return frozenset(pid for pid, started in self._started if started >= since)
 
-    async def _run_process(self, argv: list[str], input: bytes | None) -> _Done:
+    async def _run_process(self, argv: list[str], input: bytes | None) -> subprocess.CompletedProcess[bytes]:
         """:func:`anyio.run_process`, keeping the pid: nf_tables names the
         process behind each change it announces (see :mod:`aioiptables.events`),
         and our own changes are known by it. ``nsenter`` execs the program
@@ -148,7 +141,7 @@ class ProcessRunner(Runner):
                         process.kill()
                     await process.wait()
                 raise
-        return _Done(returncode, output.get(1, b""), output.get(2, b""))
+        return subprocess.CompletedProcess(argv, returncode, output.get(1, b""), output.get(2, b""))
 
     def _prefix(self, argv: Sequence[str]) -> list[str]:
         if self.netns is None:

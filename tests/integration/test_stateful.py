@@ -92,9 +92,7 @@ Profiles (environment variables):
   override the number of examples / steps of either profile;
   ``AIOIPTABLES_STATEFUL_SHRINK=0`` reports failures unshrunk (faster, to
   explore); ``AIOIPTABLES_STATEFUL_SHRINK_SECONDS=N`` bounds the shrinking of
-  each failure (default 45 s, 300 in the long profile);
-- ``AIOIPTABLES_STATEFUL_AVOID=NAME,...`` steers around a known failure, to look
-  for the next ones.
+  each failure (default 45 s, 300 in the long profile).
 
 Failures this test found, each fixed and pinned by a test of its own in
 ``test_found_by_machine.py`` or ``test_never_harm.py``: a value iptables cut
@@ -159,7 +157,6 @@ from conftest import World
 
 V4, V6 = Protocol.IPV4, Protocol.IPV6
 LONG = os.environ.get("AIOIPTABLES_STATEFUL", "") == "long"
-AVOID = set(filter(None, os.environ.get("AIOIPTABLES_STATEFUL_AVOID", "").split(",")))
 EXAMPLES = int(os.environ.get("AIOIPTABLES_STATEFUL_EXAMPLES", "150" if LONG else "20"))
 STEPS = int(os.environ.get("AIOIPTABLES_STATEFUL_STEPS", "25" if LONG else "12"))
 REPLAYS = int(os.environ.get("AIOIPTABLES_STATEFUL_EXAMPLES", "150" if LONG else "15"))
