@@ -186,6 +186,73 @@ async def test_reconcile_repairs_in_order(world: World, proto: Protocol, tamperi
     assert controller.last_stats["writes"] == 0, "repaired for good"
 
 
+async def settle(controller: Controller) -> list[str]:
+    """Three reconciles: after a write, the first learns how iptables printed
+    what was written, the second finds nothing to do and changes nothing (a
+    fixed point), so the third may stop at its read. Returns what the third
+    planned (nothing, once settled)."""
+    planned: list[str] = []
+    real_plan = controller._plan
+
+    def counting(*args: object, **kwargs: object) -> object:
+        planned.append("plan")
+        return real_plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    controller._plan = counting  # type: ignore[method-assign,assignment]
+    try:
+        for _ in range(3):
+            planned.clear()
+            await controller.reconcile()
+    finally:
+        del controller._plan
+    return planned
+
+
+async def test_a_settled_reconcile_stops_at_its_read(world: World, proto: Protocol) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    assert await settle(controller) == [], "nothing planned: the inputs are those of a no-op"
+    assert controller.last_stats == {**controller.last_stats, "processes": KILO_READS, "writes": 0}
+    assert set(controller.state) >= {(proto, "nat", "KILO-NAT"), (proto, "filter", "KILO-FWD")}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING), ids=list(TAMPERING))
+async def test_a_settled_controller_repairs_every_tampering(
+    world: World, proto: Protocol, tampering: str
+) -> None:
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    await settle(controller)
+    for command in TAMPERING[tampering]:
+        await world.iptables(proto, *(subnet(proto) if t == "NET" else t for t in command))
+    await controller.reconcile()
+    await assert_in_place(world, proto)
+    assert controller.last_stats["processes"] == KILO_READS + WRITES[tampering]
+
+
+async def test_what_a_settled_controller_does_not_skip(world: World, proto: Protocol) -> None:
+    """Each change below alters an input of the plan: the reconcile after it
+    plans again (and writes what it must), and settles once more."""
+    controller = controller_for(world, proto)
+    await controller.set(kilo(proto))
+    await settle(controller)
+    # A foreign rule in our chain: planned, left alone, nothing written.
+    foreign = ("-m", "comment", "--comment", "foreign", "-j", "ACCEPT")
+    await world.iptables(proto, "-t", "filter", "-A", "KILO-FWD", *foreign)
+    assert await settle(controller) == []
+    assert controller.last_stats["writes"] == 0
+    assert (await world.rules(proto, "filter", "KILO-FWD"))[-1] == f"-A KILO-FWD {join_tokens(foreign)}"
+    # A new rule set: planned and written at set(), then settled.
+    smaller = RuleSet(append=kilo(proto).append[:4])
+    await controller.set(smaller)
+    assert controller.last_stats["writes"] == 1
+    assert await settle(controller) == []
+    # Back to the whole set.
+    await controller.set(kilo(proto))
+    assert controller.last_stats["writes"] == 1
+    assert await settle(controller) == []
+
+
 async def test_repair_leaves_other_chains_and_foreign_rules_alone(world: World, proto: Protocol) -> None:
     controller = controller_for(world, proto)
     await controller.set(kilo(proto))

@@ -9,11 +9,16 @@ Concurrent callers that need the same listing share one in-flight
 reaches every waiter and is not cached. If the caller that started a listing
 is cancelled, its process is killed and one of the waiters starts the listing
 again, so nobody hangs and nothing stale is stored.
+
+A cache kept across :meth:`RuleCache.invalidate` remembers what each read
+printed: when a re-read prints the same text again (the common case, nothing
+changed), what was made of it is reused, and no line is parsed twice.
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
@@ -63,6 +68,9 @@ class RuleCache:
       unless a listing of that chain has already shown it exists.
     - Listing a chain says nothing about the table's other chains: a later
       chain query on that table still lists the table.
+    - After :meth:`invalidate`, questions list again (one process each), but
+      a listing or snapshot that prints what it printed before is not parsed
+      again: the result made of that text is reused.
     """
 
     def __init__(self, *clients: ListingClient) -> None:
@@ -76,6 +84,10 @@ class RuleCache:
         self._snapshots: dict[tuple[Protocol, str], TableSnapshot] = {}
         # ("chain", proto, table, chain) or ("table", proto, table, None)
         self._inflight: dict[tuple[Any, ...], anyio.Future[Any]] = {}
+        # What the last read of each chain and table printed, and what was
+        # made of it: kept through invalidate(), since it is keyed by the text.
+        self._printed_chains: dict[tuple[Protocol, str, str], tuple[list[str], ChainListing]] = {}
+        self._printed_tables: dict[tuple[Protocol, str], tuple[str, TableSnapshot]] = {}
 
     def client(self, proto: Protocol) -> ListingClient:
         """The client this cache uses for ``proto``."""
@@ -123,7 +135,12 @@ class RuleCache:
                 if exc.is_not_exist:
                     return ChainListing(proto, table, chain, exists=False)
                 raise
-            return read_listing(proto, table, chain, rule_records(lines, chain))
+            seen = self._printed_chains.get(key)
+            if seen is not None and seen[0] == lines:
+                return seen[1]
+            listing = read_listing(proto, table, chain, rule_records(lines, chain))
+            self._printed_chains[key] = (lines, listing)
+            return listing
 
         return await self._shared(("chain", *key), self._chains, key, fetch)
 
@@ -146,8 +163,14 @@ class RuleCache:
 
         async def fetch() -> TableSnapshot:
             text = await self.client(proto).save(table)
+            printed = _comparable(text)
+            seen = self._printed_tables.get(key)
+            if seen is not None and seen[0] == printed:
+                return seen[1]
             found = parse_save(text, proto).get(table)
-            return found if found is not None else TableSnapshot(proto, table, {}, {})
+            snapshot = found if found is not None else TableSnapshot(proto, table, {}, {})
+            self._printed_tables[key] = (printed, snapshot)
+            return snapshot
 
         return await self._shared(("save", *key, None), self._snapshots, key, fetch)
 
@@ -223,6 +246,24 @@ class RuleCache:
             store[key] = value
         future.return_value = value
         return value
+
+
+def _comparable(save: str) -> str:
+    """iptables-save text without what changes when the rules do not: its
+    comments (a timestamp) and the built-in chains' policy counters.
+
+    Only the head (up to the first rule) is rewritten: rules carry no
+    counters without ``-c``, and a large table is all rules.
+    """
+    start = save.find("\n-A ")
+    head, body = (save, "") if start < 0 else (save[:start], save[start:])
+    head = _HEAD_NOISE.sub("", head)
+    end = body.rfind("\nCOMMIT")
+    return head + (body if end < 0 else body[:end])
+
+
+# A comment line, or a policy's packet and byte counters (":INPUT ACCEPT [12:3456]").
+_HEAD_NOISE = re.compile(r"^#[^\n]*\n?| \[\d+:\d+\]$", re.MULTILINE)
 
 
 def _drop(mapping: dict[K, Any], doomed: Callable[[K], bool]) -> None:

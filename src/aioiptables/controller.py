@@ -26,7 +26,7 @@ from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedEr
 from .events import EventsLostError, Generation, Watcher
 from .limits import check_restore_payload, check_restore_rule
 from .model import Chain, Item, Protocol, Rule, RuleSet, validate_chain_name
-from .parse import ChainListing, RuleKey, parse_save, rule_key
+from .parse import ChainListing, RuleKey, TableSnapshot, parse_save, rule_key
 from .plan import (
     Alignment,
     ChainKey,
@@ -46,6 +46,7 @@ from .plan import (
     tagged,
     validate_owner,
 )
+from .reads import TableSize, cheapest_read
 from .runner import ProcessRunner
 
 __all__ = ["Controller", "ipv6_enabled"]
@@ -88,10 +89,14 @@ class Controller:
         logger: where to log (default: the ``aioiptables`` logger).
         backend: the backend of the clients made when none are given.
         netns: the network namespace of the clients made when none are given.
-        snapshot_from: read a table with one ``iptables-save`` when a
-            reconcile needs at least this many of its chains (0: never; then
-            one ``iptables -S CHAIN`` per chain, as Kilo does). See
-            docs/benchmarks.md for the measurements behind the default.
+        snapshot_from: how a reconcile reads a table. None (the default):
+            the cheaper of one ``iptables-save`` of the table and one
+            ``iptables -S CHAIN`` per chain it needs, by the sizes last read
+            (see :mod:`aioiptables.reads`; a table never read is saved when
+            two chains or more are needed). A number: one save when at
+            least this many of its chains are needed, listings below (0:
+            never a save, one listing per chain, as Kilo does). See
+            docs/benchmarks.md for the measurements.
         owner: opt in to ownership across restarts: every rule written
             carries the comment ``aioiptables:owner=OWNER`` and every chain a
             marker rule (``aioiptables:chain=OWNER``), and the first
@@ -146,7 +151,7 @@ class Controller:
         logger: logging.Logger | None = None,
         backend: BackendName = "auto",
         netns: str | None = None,
-        snapshot_from: int = 2,
+        snapshot_from: int | None = None,
         owner: str | None = None,
         canary: str | None = None,
         canary_interval: float = 1.0,
@@ -183,6 +188,16 @@ class Controller:
         self.canary_trips = 0
         self._adopted = owner is None  # leftovers of earlier runs looked for yet?
         self._wake: anyio.Event | None = None
+        self._decorated: tuple[RuleSet, str | None, str | None, RuleSet] | None = None
+        # One cache for every reconcile, invalidated at the start of each: a
+        # table that prints what it printed last time is not parsed again.
+        self._cache = RuleCache(*self._clients.values())
+        # Everything a reconcile's plan depends on, as it was when a reconcile
+        # found nothing to change and changed nothing (see _fingerprint).
+        self._settled: tuple[object, ...] | None = None
+        self._chains_made: tuple[RuleSet, frozenset[ChainKey], frozenset[ChainKey]] | None = None
+        # Each table's size when last saved: what the next read will cost.
+        self._sizes: dict[tuple[Protocol, str], TableSize] = {}
         self.logger = logger or logging.getLogger("aioiptables")
         self._ruleset = RuleSet()
         self._retired: dict[Item, None] = {}  # ordered set of what to remove
@@ -345,8 +360,14 @@ class Controller:
             await self._reconcile()
 
     def _desired(self) -> RuleSet:
-        """The rule set as written: with owner tags and canaries if asked for."""
-        return decorate(self._ruleset, owner=self.owner, canary=self.canary)
+        """The rule set as written: with owner tags and canaries if asked for
+        (worked out once per rule set, so that an unchanged rule set is the
+        same object from one reconcile to the next)."""
+        made = self._decorated
+        if made is None or made[0] is not self._ruleset or made[1:3] != (self.owner, self.canary):
+            desired = decorate(self._ruleset, owner=self.owner, canary=self.canary)
+            made = self._decorated = (self._ruleset, self.owner, self.canary, desired)
+        return made[3]
 
     async def run(self) -> None:
         """Reconcile now and every ``resync`` seconds, until cancelled; with a
@@ -404,7 +425,13 @@ class Controller:
                 self.logger.warning("events asked for, but they need iptables-nft: polling instead")
             return None
         namespaces = {r.netns for r in runners if isinstance(r, ProcessRunner)}
-        watcher = Watcher(namespaces.pop() if len(namespaces) == 1 else None)
+        if len(namespaces) != 1:
+            # One subscription hears one namespace: with clients in two,
+            # changes in the other would go unheard.
+            if self.events:
+                self.logger.warning("events asked for, but the clients are in different namespaces: polling")
+            return None
+        watcher = Watcher(namespaces.pop())
         try:
             watcher.open()
         except OSError as exc:
@@ -498,12 +525,21 @@ class Controller:
         started = time.monotonic()
         calls_before = self.calls
         desired = self._desired()
-        cache = RuleCache(*self._clients.values())
+        cache = self._cache
+        cache.invalidate()
         if not self._adopted:
             await self._adopt_leftovers(cache, desired)
-        in_use = chains_in_use(desired)
+        in_use, to_read = self._chains_of(desired)
         retired = self._retirement(in_use)
-        observed = await self._read(cache, chains_to_read(desired, retired))
+        observed = await self._read(cache, to_read | chains_to_read(RuleSet(), retired))
+        before = self._fingerprint(desired, observed)
+        if before == self._settled:
+            # The very inputs of a reconcile that found nothing to do and
+            # changed nothing: this one would do the same.
+            self.state = dict(observed)
+            self.last_plans = []
+            self._tell_stats(started, calls_before, [])
+            return
         # A chain read gone is no longer ours, whoever creates it next.
         self._own_chains -= {key for key, listing in observed.items() if not listing.exists}
         ours = self._ownership(observed, learn=True)
@@ -523,6 +559,43 @@ class Controller:
             self._retired[chain] = None
         self._forget_unwanted(desired)
         self._adopted = True
+        quiet = not (plans or refused or stuck)
+        self._settled = before if quiet and self._fingerprint(desired, observed) == before else None
+        self._tell_stats(started, calls_before, plans)
+        self._report(refused)
+
+    def _chains_of(self, desired: RuleSet) -> tuple[frozenset[ChainKey], frozenset[ChainKey]]:
+        """The chains the rule set uses and the chains it reads (worked out
+        once per rule set: a steady-state reconcile has no time for a pass
+        over every rule)."""
+        made = self._chains_made
+        if made is None or made[0] is not desired:
+            made = self._chains_made = (
+                desired,
+                frozenset(chains_in_use(desired)),
+                frozenset(chains_to_read(desired)),
+            )
+        return made[1], made[2]
+
+    def _fingerprint(self, desired: RuleSet, observed: dict[ChainKey, ChainListing]) -> tuple[object, ...]:
+        """Every input of a reconcile once its chains are read: a reconcile
+        is a function of these alone. One that wrote nothing and left them as
+        it found them is a fixed point, so the next reconcile that finds them
+        again may stop at its read. (Values only: listings and what was
+        learned are immutable, the dicts holding them are copied.)"""
+        return (
+            desired,
+            self.owner,
+            self._adopted,
+            tuple(self._retired),
+            frozenset(self._own_chains),
+            dict(observed),
+            dict(self._expected),
+            dict(self._learned),
+            dict(self._unrecognized),
+        )
+
+    def _tell_stats(self, started: float, calls_before: int, plans: list[TablePlan]) -> None:
         self.last_stats = {
             "processes": self.calls - calls_before,
             "writes": len(plans),
@@ -530,7 +603,6 @@ class Controller:
             "seconds": time.monotonic() - started,
         }
         self.logger.debug("reconciled", extra=dict(self.last_stats))
-        self._report(refused)
 
     def _retirement(self, in_use: Collection[ChainKey], more: Iterable[Item] = ()) -> list[Item]:
         """What to remove now: what is retired, except the marker of a
@@ -773,7 +845,7 @@ class Controller:
         for proto in self._clients:
             for table in _SCANNED_TABLES:
                 try:
-                    snapshots.append(await cache.snapshot(proto, table))
+                    snapshots.append(await self._snapshot(cache, proto, table))
                 except IPTablesError as exc:
                     self.logger.debug("cannot read %s %s for leftovers: %s", proto.value, table, exc)
         return leftovers(snapshots, desired, self.owner)
@@ -788,10 +860,12 @@ class Controller:
         observed: dict[ChainKey, ChainListing] = {}
         failures: list[Exception] = []
 
-        async def read(table: tuple[Protocol, str], chains: list[ChainKey], scope: anyio.CancelScope) -> None:
+        async def read(
+            table: tuple[Protocol, str], chains: list[ChainKey], whole: bool, scope: anyio.CancelScope
+        ) -> None:
             try:
-                if self.snapshot_from and len(chains) >= self.snapshot_from:
-                    await cache.snapshot(*table)
+                if whole:
+                    await self._snapshot(cache, *table)
                 for key in chains:
                     observed[key] = await cache.listing(*key)
             except Exception as exc:
@@ -802,14 +876,29 @@ class Controller:
 
         async with anyio.create_task_group() as tg:
             for table, chains in by_table.items():
-                if self.snapshot_from and len(chains) >= self.snapshot_from:
-                    tg.start_soon(read, table, chains, tg.cancel_scope)
+                if self._reads_whole(table, chains):
+                    tg.start_soon(read, table, chains, True, tg.cancel_scope)
                 else:
                     for key in chains:  # one listing each, concurrently
-                        tg.start_soon(read, table, [key], tg.cancel_scope)
+                        tg.start_soon(read, table, [key], False, tg.cancel_scope)
         if failures:
             raise failures[0]
         return observed
+
+    def _reads_whole(self, table: tuple[Protocol, str], chains: list[ChainKey]) -> bool:
+        """Whether to read these chains of ``table`` with one save (else one
+        listing each): by ``snapshot_from`` if set, else by what each read
+        would cost, from the sizes read last time."""
+        if self.snapshot_from is not None:
+            return bool(self.snapshot_from) and len(chains) >= self.snapshot_from
+        needed = {key[2]: len(self.state[key].specs) if key in self.state else 0 for key in chains}
+        return cheapest_read(self._clients[table[0]].backend, needed, self._sizes.get(table)) == "save"
+
+    async def _snapshot(self, cache: RuleCache, proto: Protocol, table: str) -> TableSnapshot:
+        """The whole table, from one save; its size is noted for the next read."""
+        snapshot = await cache.snapshot(proto, table)
+        self._sizes[(proto, table)] = TableSize(snapshot.rule_count, len(snapshot.names))
+        return snapshot
 
     async def _write(self, table_plan: TablePlan) -> None:
         client = self._clients[table_plan.proto]

@@ -1281,6 +1281,11 @@ class TableSnapshot:
         """Every chain in the table, in the order iptables-save printed them."""
         return tuple(self._lines)
 
+    @property
+    def rule_count(self) -> int:
+        """How many rules the table holds, in every chain."""
+        return sum(map(len, self._lines.values()))
+
     def chain(self, name: str) -> ChainListing:
         """One chain's rules; a chain the table does not hold reads as missing."""
         listing = self._listings.get(name)

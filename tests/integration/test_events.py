@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import pytest
 
-from aioiptables import Chain, Controller, ProcessRunner, Protocol, Rule, RuleSet
+from aioiptables import Chain, Client, Controller, ProcessRunner, Protocol, Rule, RuleSet
 from aioiptables.events import EventsLostError, Generation, Watcher
 from conftest import World
 
@@ -299,3 +299,22 @@ async def test_a_pid_is_taken_for_ours_only_while_it_is_recent(nft: World) -> No
     (pid,) = runner.recent_pids()
     assert runner.recent_pids(within=0.0) == frozenset(), "an old pid may be another process's by now"
     assert pid > 0
+
+
+async def test_clients_in_two_namespaces_are_polled_not_half_heard(
+    nft: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One subscription hears one namespace: with the IPv6 client in another
+    (here the process's own; RULES are IPv4 only, so it never runs),
+    events are off and resync does the work, rather than hearing one
+    namespace and missing changes in the other."""
+    v6 = Client(Protocol.IPV6, backend="nft")
+    ctl = Controller(nft.client(V4), v6, resync=0.05, events=True)
+    await ctl.set(RULES)
+    with caplog.at_level(logging.WARNING, logger="aioiptables"), anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ctl.run)
+            await anyio.sleep(0.2)
+            assert not ctl.following_events
+            tg.cancel_scope.cancel()
+    assert "clients are in different namespaces" in caplog.text
