@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import anyio
 import pytest
 
-from aioiptables import Chain, Protocol, Rule, RuleCache
+from aioiptables import Binaries, Chain, Client, IPTablesNotFoundError, Protocol, Rule, RuleCache
 from conftest import World
 
 pytestmark = pytest.mark.anyio
@@ -187,6 +187,31 @@ async def test_200_concurrent_questions_over_5_chains_make_5_listings(world: Wor
     assert client.calls == 5
     assert answers.count(True) == 100
     assert answers.count(False) == 100
+
+
+async def test_exists_all_answers_in_order_with_one_listing_per_chain_and_table(world: World) -> None:
+    chains = [f"C{i}" for i in range(5)]
+    for chain in chains:
+        await world.iptables(V4, "-N", chain)
+        await world.iptables(V4, "-A", chain, *ACCEPT_10)
+    client = world.client(V4)
+    cache = RuleCache(client)
+    asked: list[Rule | Chain] = [
+        r("filter", chains[i % 5], *(ACCEPT_10 if i % 2 == 0 else DROP_11)) for i in range(200)
+    ]
+    asked += [c("filter", "C3"), c("filter", "MISSING"), r("filter", "MISSING", *ACCEPT_10)]
+    with anyio.fail_after(30):
+        answers = await cache.exists_all(asked)
+    assert client.calls == 5 + 1 + 1, "five chains, one missing chain, the table's chain names"
+    assert answers == [i % 2 == 0 for i in range(200)] + [True, False, False]
+    assert answers == [await RuleCache(world.client(V4)).exists(item) for item in asked]
+
+
+async def test_exists_all_raises_a_failed_listing_itself_not_a_group() -> None:
+    missing = Binaries("/nonexistent/iptables", "/nonexistent/save", "/nonexistent/restore")
+    cache = RuleCache(Client(binaries=missing))
+    with pytest.raises(IPTablesNotFoundError):
+        await cache.exists_all([r("filter", chain, *ACCEPT_10) for chain in ("INPUT", "X", "Y")])
 
 
 def test_cache_needs_a_client_per_protocol() -> None:

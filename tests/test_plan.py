@@ -265,8 +265,8 @@ def test_everything_in_place_needs_no_plan(
         pytest.param(
             [s(3), s(2), s(1)],
             [
+                line("-D", "INPUT", s(3)),  # top first
                 line("-D", "INPUT", s(2)),
-                line("-D", "INPUT", s(3)),
                 line("-A", "INPUT", s(2)),
                 line("-A", "INPUT", s(3)),
             ],

@@ -18,8 +18,9 @@ changed), what was made of it is reused, and no line is parsed twice.
 from __future__ import annotations
 
 import builtins
+import functools
 import re
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
@@ -107,6 +108,35 @@ class RuleCache:
             listing = await self.listing(item.proto, item.table, item.chain)
             return listing.has(item.spec)
         raise TypeError(f"expected a Rule or a Chain, not {item!r}")
+
+    async def exists_all(self, items: Iterable[Rule | Chain]) -> builtins.list[bool]:
+        """Whether each rule or chain exists, in order: every listing they
+        need is taken at once (one process per chain or table, as many
+        concurrent :meth:`exists` calls would cost), without a task per
+        question.
+
+        Example::
+
+            present = await cache.exists_all(rules)  # one listing per chain
+            missing = [rule for rule, found in zip(rules, present) if not found]
+        """
+        asked = builtins.list(items)
+        needs: dict[tuple[Any, ...], Callable[[], Awaitable[object]]] = {}
+        for item in asked:
+            if isinstance(item, Rule):
+                needs[(item.proto, item.table, item.chain)] = functools.partial(
+                    self.listing, item.proto, item.table, item.chain
+                )
+            elif isinstance(item, Chain):
+                known = self._chains.get((item.proto, item.table, item.name))
+                if known is None or not known.exists:
+                    needs[(item.proto, item.table)] = functools.partial(
+                        self.table_chains, item.proto, item.table
+                    )
+            else:
+                raise TypeError(f"expected a Rule or a Chain, not {item!r}")
+        await _all(needs.values())
+        return [await self.exists(item) for item in asked]  # answered from the cache
 
     async def listing(self, proto: Protocol, table: str, chain: str) -> ChainListing:
         """The rules of one chain, listed at most once (one process).
@@ -246,6 +276,25 @@ class RuleCache:
             store[key] = value
         future.return_value = value
         return value
+
+
+async def _all(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
+    """Await every call at once; the first error is raised as itself (not in
+    an exception group) and cancels the others."""
+    failures: builtins.list[Exception] = []
+
+    async def one(call: Callable[[], Awaitable[object]], scope: anyio.CancelScope) -> None:
+        try:
+            await call()
+        except Exception as exc:
+            failures.append(exc)
+            scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for call in calls:
+            tg.start_soon(one, call, tg.cancel_scope)
+    if failures:
+        raise failures[0]
 
 
 def _comparable(save: str) -> str:

@@ -37,6 +37,7 @@ from .plan import (
     chains_in_use,
     chains_to_read,
     decorate,
+    default_key,
     jump_target,
     leftovers,
     loop_closers,
@@ -670,7 +671,11 @@ class Controller:
         own_chains -= set(stuck)
         if self.owner is not None:
             desired = _unmark_foreign(desired, observed, own_chains, marker_spec(self.owner))
-        return plan(desired, observed, retired, key=self._key, ours=ours, own_chains=own_chains)
+        made = self._chains_made
+        in_use = made[1] if made is not None and made[0] is desired else None
+        return plan(
+            desired, observed, retired, key=self._key, ours=ours, own_chains=own_chains, in_use=in_use
+        )
 
     def _writable(self, desired: RuleSet, refused: Iterable[Rule] = ()) -> RuleSet:
         """The rule set without the rules that must not be written now:
@@ -689,7 +694,7 @@ class Controller:
         )
 
     def _where(self, rule: Rule) -> tuple[Protocol, str, str, RuleKey]:
-        return (rule.proto, rule.table, rule.chain, rule_key(rule.spec, rule.proto))
+        return (rule.proto, rule.table, rule.chain, default_key(rule))
 
     async def _write_all(
         self,
@@ -922,7 +927,9 @@ class Controller:
                 self._own_chains.discard((proto, table, op.chain))
 
     def _key(self, rule: Rule) -> RuleKey:
-        own = rule_key(rule.spec, rule.proto)
+        own = default_key(rule)
+        if not self._learned:
+            return own
         return self._learned.get((rule.proto, rule.table, rule.chain, own), own)
 
     def _forget_unwanted(self, desired: RuleSet) -> None:

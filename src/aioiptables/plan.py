@@ -333,23 +333,26 @@ def _clear_from_broken(work: _Work, wanted: Sequence[RuleKey], rules: Sequence[R
     broken = len(_in_order(wanted, work.keys))
     if broken == len(wanted):
         return None
-    for stale, rule in zip(wanted[broken:], rules[broken:], strict=True):
-        work.delete_ours(stale, rule.spec)
+    # One pass over the chain for all of them, top first (a pass per rule
+    # would cost the chain's length times the rules after the break).
+    specs = dict(zip(wanted[broken:], (r.spec for r in rules[broken:]), strict=True))
+    work.delete_where(lambda at: work.ours[at] and work.keys[at] in specs, specs)
     return broken
 
 
-def _drop_extra_copies(work: _Work, orders: Sequence[Sequence[Rule]], key: KeyFunction) -> None:
+def _drop_extra_copies(work: _Work, orders: Sequence[tuple[Sequence[Rule], Sequence[RuleKey]]]) -> None:
     """Delete our copies of wanted rules beyond the one that satisfies each
-    (``orders``: the chain's prepend keys, its append keys), so a chain
-    never holds more of our copies than the rule set asks for."""
-    specs = {key(rule): rule.spec for rules in orders for rule in rules}
-    used = {at for rules in orders for at in _in_order([key(r) for r in rules], work.keys)}
+    (``orders``: the chain's prepend rules and append rules, each with
+    their keys), so a chain never holds more of our copies than the rule
+    set asks for."""
+    specs = {k: rule.spec for rules, keys in orders for rule, k in zip(rules, keys, strict=True)}
+    used = {at for _, keys in orders for at in _in_order(keys, work.keys)}
     doomed = [work.ours[i] and k in specs and i not in used for i, k in enumerate(work.keys)]
-    work.delete_where(lambda at: doomed[at - len(work.keys)], specs)  # counted from the end: stable
+    if any(doomed):
+        work.delete_where(lambda at: doomed[at - len(work.keys)], specs)  # counted from the end: stable
 
 
-def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
-    wanted = [key(r) for r in rules]
+def _keep_prepends(work: _Work, rules: Sequence[Rule], wanted: Sequence[RuleKey]) -> None:
     broken = _clear_from_broken(work, wanted, rules)
     if broken is None:
         return
@@ -360,8 +363,7 @@ def _keep_prepends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None
         work.insert(position + offset, wanted[broken + offset], rule)
 
 
-def _keep_appends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
-    wanted = [key(r) for r in rules]
+def _keep_appends(work: _Work, rules: Sequence[Rule], wanted: Sequence[RuleKey]) -> None:
     broken = _clear_from_broken(work, wanted, rules)
     if broken is None:
         return
@@ -370,8 +372,20 @@ def _keep_appends(work: _Work, rules: Sequence[Rule], key: KeyFunction) -> None:
 
 
 def default_key(rule: Rule) -> RuleKey:
-    """How the planner recognizes a rule in a listing: its canonical spec."""
-    return rule_key(rule.spec, rule.proto)
+    """How the planner recognizes a rule in a listing: its canonical spec.
+
+    Worked out once per Rule object and kept on it (a rule is immutable, and
+    a reconcile asks for the key of every rule of the set several times).
+    """
+    known: RuleKey | None = rule.__dict__.get(_KEY)
+    if known is None:
+        known = rule.__dict__[_KEY] = rule_key(rule.spec, rule.proto)
+    return known
+
+
+# Where default_key keeps a rule's key: outside the dataclass's fields, so
+# equality, hashing and repr never see it.
+_KEY = "_aioiptables_key"
 
 
 def plan(
@@ -382,6 +396,7 @@ def plan(
     key: KeyFunction = default_key,
     ours: Mapping[ChainKey, Sequence[bool]] | None = None,
     own_chains: Container[ChainKey] | None = None,
+    in_use: Container[ChainKey] | None = None,
 ) -> list[TablePlan]:
     """The changes that make the chains hold ``ruleset`` and nothing of ``remove``.
 
@@ -398,14 +413,30 @@ def plan(
     extra copies of a wanted rule are deleted too. Left out, every line and
     chain counts as ours and extra copies are left alone (Kilo's semantics).
 
+    ``in_use`` is :func:`chains_in_use` of ``ruleset``, for a caller that
+    knows it already.
+
     Returns one plan per (protocol, table) that needs a change, in a stable
     order; an empty list means all is in place.
     """
+    # Every rule is keyed once, chain by chain, in order.
+    prepended = {
+        chain: (rules, [key(r) for r in rules]) for chain, rules in _by_chain(ruleset.prepend).items()
+    }
+    appended = {
+        chain: (rules, [key(r) for r in rules])
+        for chain, rules in _by_chain(r for r in ruleset.append if isinstance(r, Rule)).items()
+    }
+    removing_rules = any(isinstance(item, Rule) for item in remove)
     wanted_keys = {
-        (item.proto, item.table, item.chain, key(item)) for item in ruleset if isinstance(item, Rule)
+        (*chain, k)
+        for grouped in (prepended, appended)
+        for chain, (_, keys) in grouped.items()
+        for k in (keys if removing_rules else ())
     }
     wanted_chains = {item for item in ruleset if isinstance(item, Chain)}
-    in_use = chains_in_use(ruleset)
+    if in_use is None:
+        in_use = chains_in_use(ruleset)
     removed_chains = {
         (c.proto, c.table, c.name)
         for c in remove
@@ -439,17 +470,16 @@ def plan(
                 continue  # the chain goes as a whole, or the rule is still wanted
             work_for(chain).delete_ours(rkey, item.spec)
 
-    orders: dict[ChainKey, list[list[Rule]]] = {}
-    for chain, rules in _by_chain(ruleset.prepend).items():
-        _keep_prepends(work_for(chain), rules, key)
-        orders.setdefault(chain, []).append(rules)
-    appended = [r for r in ruleset.append if isinstance(r, Rule)]
-    for chain, rules in _by_chain(appended).items():
-        _keep_appends(work_for(chain), rules, key)
-        orders.setdefault(chain, []).append(rules)
+    orders: dict[ChainKey, list[tuple[list[Rule], list[RuleKey]]]] = {}
+    for chain, (rules, keys) in prepended.items():
+        _keep_prepends(work_for(chain), rules, keys)
+        orders.setdefault(chain, []).append((rules, keys))
+    for chain, (rules, keys) in appended.items():
+        _keep_appends(work_for(chain), rules, keys)
+        orders.setdefault(chain, []).append((rules, keys))
     if ours is not None:  # without ownership a copy may be anybody's: leave it
         for chain, wanted in orders.items():
-            _drop_extra_copies(works[chain], wanted, key)
+            _drop_extra_copies(works[chain], wanted)
 
     plans: dict[TableKey, list[Op]] = {tkey: list(ops) for tkey, ops in creates.items()}
     for chain in order:
