@@ -274,7 +274,7 @@ class Controller:
         for item in desired:
             if isinstance(item, Rule):
                 check_restore_rule(item.chain, item.spec)
-                where = (item.proto, item.table, item.chain, rule_key(item.spec, item.proto))
+                where = (item.proto, item.table, item.chain, default_key(item))
                 if where in seen:
                     raise InvalidRuleError(
                         "rule",
@@ -681,11 +681,7 @@ class Controller:
         """The rule set without the rules that must not be written now:
         those iptables refused in this reconcile, and those it printed beyond
         recognition twice (writing them again would only add copies)."""
-        left_out = set(refused) | {
-            r
-            for r in desired
-            if isinstance(r, Rule) and self._unrecognized.get(self._where(r), 0) >= _MAX_UNRECOGNIZED
-        }
+        left_out = {*refused, *self._diverging(desired)}
         if not left_out:
             return desired
         return RuleSet(
@@ -817,15 +813,24 @@ class Controller:
     def _report(self, refused: dict[Rule, str]) -> None:
         """Raise :class:`RulesRefusedError` for the rules left out of this
         reconcile, named as the user gave them."""
-        diverging = {
-            r: f"iptables printed it in a form that could not be recognized {_MAX_UNRECOGNIZED} times; "
-            "not written again (report this rule to aioiptables)"
-            for r in self._desired()
-            if isinstance(r, Rule) and self._unrecognized.get(self._where(r), 0) >= _MAX_UNRECOGNIZED
-        }
+        diverging: dict[Rule, str] = dict.fromkeys(
+            self._diverging(self._desired()),
+            f"iptables printed it in a form that could not be recognized {_MAX_UNRECOGNIZED} times; "
+            "not written again (report this rule to aioiptables)",
+        )
         found = {**refused, **diverging}
         if found:
             raise RulesRefusedError([RefusedRule(self._as_given(r), m) for r, m in found.items()])
+
+    def _diverging(self, desired: RuleSet) -> tuple[Rule, ...]:
+        """The rules iptables printed beyond recognition too often to write again."""
+        if not any(count >= _MAX_UNRECOGNIZED for count in self._unrecognized.values()):
+            return ()  # the common case: no pass over every rule
+        return tuple(
+            r
+            for r in desired
+            if isinstance(r, Rule) and self._unrecognized.get(self._where(r), 0) >= _MAX_UNRECOGNIZED
+        )
 
     def _as_given(self, rule: Rule) -> Rule:
         """A written rule as the user gave it: without our owner tag."""
@@ -936,6 +941,8 @@ class Controller:
         """Forget what was learned of rules neither wanted nor still to
         delete (compared as they are written, owner tags included): a rule
         retired is found by its printed form until it is gone."""
+        if not (self._learned or self._unrecognized):
+            return  # nothing learned to forget: no pass over every rule
         wanted = {self._where(r) for r in [*desired, *self._retired] if isinstance(r, Rule)}
         for memory in (self._learned, self._unrecognized):
             for stale in [k for k in memory if k not in wanted]:

@@ -131,9 +131,10 @@ class TablePlan:
     #: The same, with which lines are ours and which were just written.
     expected: Mapping[str, Expected] = field(default_factory=dict, compare=False)
 
-    @property
+    @functools.cached_property
     def payload(self) -> str:
-        """The ``iptables-restore --noflush`` input for these changes."""
+        """The ``iptables-restore --noflush`` input for these changes
+        (rendered once: it is checked, then written)."""
         lines = [f"*{self.table}", *(op.line() for op in self.ops), "COMMIT", ""]
         return "\n".join(lines)
 

@@ -57,6 +57,8 @@ def quote(token: str, *, as_iptables_prints: bool = False) -> str:
 
 def join_tokens(tokens: tuple[str, ...] | list[str]) -> str:
     """Join tokens into one line that :func:`split_line` reads back exactly."""
+    if all(tokens) and _NEEDS_QUOTES.search("".join(tokens)) is None:
+        return " ".join(tokens)  # nothing to quote (most rules): one search, not one per token
     return " ".join(quote(t) for t in tokens)
 
 
