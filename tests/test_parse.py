@@ -13,7 +13,10 @@ from aioiptables.parse import (
     ChainListing,
     _by_groups,
     _fast_key,
+    _key,
+    _printed_spec,
     _read,
+    _read_printed,
     analyze,
     canonicalize,
     parse_rule,
@@ -233,3 +236,30 @@ def test_a_listing_read_again_reads_alike_from_the_memo() -> None:
     assert again.specs == (*first.specs, first.specs[0])
     assert again.keys == (*plain.keys, plain.keys[0])
     assert again == ChainListing(V4, "filter", "X", True, again.specs)  # the records are not compared
+
+
+PRINTED_WORDS = [
+    "-s", "10.0.0.0/8", "10.1.2.3/8", "-d", "!", "-i", "eth0", "+", "-p", "tcp", "6", "-m", "-j", "-g",
+    "--match", "--jump", "comment", "--comment", "tcp", "--dport", "80", "http", "udp", "mark", "--mark",
+    "0x1", "ACCEPT", "REJECT", "--reject-with", "tcp-reset", "DNAT", "--to-destination", "1.2.3.4:80",
+    "CHAIN", "", " ", "\\", "a b", "x\ty", "é", "\u00a0",
+]  # fmt: skip
+
+
+@settings(max_examples=3000)
+@given(
+    st.lists(st.tuples(st.sampled_from(PRINTED_WORDS), st.booleans()), max_size=12),
+    st.sampled_from(["X", "-m", "comment", "a-b"]),
+    st.sampled_from([V4, V6]),
+)
+def test_a_printed_line_read_a_group_at_a_time_reads_as_split_and_keyed(
+    words: list[tuple[str, bool]], chain: str, proto: Protocol
+) -> None:
+    # The text fast path (groups cut out of the line, kept by text) gives the
+    # spec split_printed gives and the key _key gives, or leaves the line alone.
+    record = " ".join(["-A", chain, *(f'"{word}"' if quoted else word for word, quoted in words)])
+    for line in (record, record.replace('"', "")):
+        read = _read_printed(line, f"-A {chain} ", proto)
+        if read is not None:
+            spec = _printed_spec(line)
+            assert read == (spec, _key(spec, proto))

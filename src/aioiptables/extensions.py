@@ -278,10 +278,18 @@ def printed_v4(value: str) -> bool:
     if bits is None:
         return False
     try:
-        packed = socket.inet_pton(socket.AF_INET, host)
+        packed = _inet_pton(_AF_INET, host)
     except OSError:
         return False
-    return not int.from_bytes(packed, "big") & bits and socket.inet_ntop(socket.AF_INET, packed) == host
+    if bits and int.from_bytes(packed, "big") & bits:
+        return False
+    return _inet_ntop(_AF_INET, packed) == host
+
+
+# printed_v4 runs once per address of every rule read: libc's converters
+# bound once, and the family as a plain int (the enum member is converted
+# at every call).
+_inet_pton, _inet_ntop, _AF_INET = socket.inet_pton, socket.inet_ntop, int(socket.AF_INET)
 
 
 @functools.lru_cache(maxsize=65536)

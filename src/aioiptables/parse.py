@@ -151,15 +151,23 @@ class ChainListing:
         if len(self.records) != len(self.specs):
             return tuple([_key(spec, proto) for spec in self.specs])
         memo = _PRINTED[proto]
+        known_of = memo.get
         keys: list[RuleKey] = []
         for record, spec in zip(self.records, self.specs, strict=True):
-            known = memo.get(record)
-            if known is None or known[0] != spec:
-                key = _key(spec, proto)
-                memo.put(record, (spec, key))
-                keys.append(key)
-            else:
+            known = known_of(record)
+            if known is not None and known[0] == spec:
                 keys.append(known[1])
+                continue
+            # _key() inlined, and its put() while the memo has room: this runs
+            # once per rule of every table read for the first time.
+            key = _fast_key(spec, proto) if not spec or spec[0] != OPAQUE else spec
+            if key is None:
+                key = _read(spec, proto).tokens
+            if len(memo) < memo.size:
+                memo[record] = (spec, key)
+            else:
+                memo.put(record, (spec, key))
+            keys.append(key)
         return tuple(keys)
 
     @_Lazy
@@ -179,21 +187,45 @@ _PRINTED: dict[Protocol, _Memo[str, tuple[tuple[str, ...], RuleKey]]]
 
 def read_listing(proto: Protocol, table: str, chain: str, records: Sequence[str]) -> ChainListing:
     """The listing of a chain from the text of its rules (see
-    :func:`rule_records`): a rule printed as before costs a lookup."""
+    :func:`rule_records`): a rule printed as before costs a lookup, and one
+    in the shape iptables prints nearly every rule in is read a group at a
+    time, its key with it (see :func:`_read_printed`)."""
     memo = _PRINTED[proto]
+    known_of = memo.get
+    # A chain name holding a blank or a quote does not print as one word.
+    prefix = f"-A {chain} " if chain and " " not in chain and '"' not in chain else None
     specs: list[tuple[str, ...]] = []
     keys: list[RuleKey] = []
     for record in records:
-        known = memo.get(record)
-        if known is None:
-            specs.append(_printed_spec(record))
-        else:
+        known = known_of(record)
+        if known is not None:
             specs.append(known[0])
             keys.append(known[1])
-    listing = ChainListing(proto, table, chain, True, tuple(specs), tuple(records))
+            continue
+        read = _read_printed(record, prefix, proto) if prefix is not None else None
+        if read is None:
+            specs.append(_printed_spec(record))  # its key is worked out on first use
+            continue
+        specs.append(read[0])
+        # Kept only while the memo has room: making room here would push out
+        # rules that the listings of the same table, read next, look up (a
+        # table larger than the memo would then miss it wholly); the keys
+        # are then worked out on first use, which makes room (put()).
+        if len(memo) < memo.size:
+            memo[record] = read
+            keys.append(read[1])
+    # Made without the frozen dataclass's __init__, which sets each field
+    # through object.__setattr__: a table read makes one listing per chain.
+    listing = _new_listing(ChainListing)
+    listing.__dict__.update(
+        proto=proto, table=table, chain=chain, exists=True, specs=tuple(specs), records=tuple(records)
+    )
     if len(keys) == len(specs):
         listing.__dict__["keys"] = tuple(keys)  # every rule known: nothing left to work out
     return listing
+
+
+_new_listing = object.__new__
 
 
 def parse_listing(lines: Iterable[str], chain: str) -> tuple[tuple[str, ...], ...]:
@@ -497,11 +529,9 @@ def _fast_key(spec: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
     if not heads:
         return _base_group(spec, proto)
     first = heads[0]
-    if first:
-        given = spec[:first]
-        base = _base_group(given, proto)
-        if base is not given:
-            return None if base is None else _regroup(spec, heads, proto, base)
+    if first and not _printed_base(spec, first, proto):
+        base = _base_group(spec[:first], proto)
+        return None if base is None else _regroup(spec, heads, proto, base)
     memo = _GROUPS[proto]
     target = False
     seen: set[str] | None = None
@@ -583,6 +613,149 @@ def _regroup(
     return tuple(tokens)
 
 
+#: The groups of printed rules (see :func:`_read_printed`), by their text:
+#: what follows a ``-m``, or a ``-j``/``-g`` group whole from the blank before
+#: it (so the two kinds never meet); the group's tokens when it is in
+#: printed form, else None.
+_PIECES: dict[Protocol, _Memo[str, tuple[str, ...] | None]] = {proto: _Memo(16384) for proto in Protocol}
+#: The base options of printed rules (see :func:`_read_printed`), by their
+#: text: their tokens when in printed form, else None.
+_BASES: dict[Protocol, _Memo[str, tuple[str, ...] | None]] = {proto: _Memo(16384) for proto in Protocol}
+_COMMENT_MARK = " -m comment --comment "
+_COMMENT_PIECE = _COMMENT_MARK[4:]
+_COMMENT_VALUE_AT = len(_COMMENT_PIECE)
+# Stands for a comment's quoted value in the text cut into groups (a
+# printable record cannot hold it).
+_QUOTED = "\x00"
+
+
+def _read_printed(record: str, prefix: str, proto: Protocol) -> tuple[tuple[str, ...], RuleKey] | None:
+    """The spec and key of a record (see :func:`rule_records`) that starts
+    with ``prefix`` (``-A CHAIN``), read from its text when it has the shape
+    iptables prints nearly every rule in; None for any other shape (then
+    :func:`_printed_spec` and :func:`_key` read it).
+
+    The shape: base options, ``-m`` groups, then at most one ``-j`` or ``-g``
+    group, all in printed form (so the spec is its own key); one blank
+    between tokens; no backslash, and no quote but around a comment's value.
+    The text is cut at `` -m ``, `` -j `` and `` -g ``, and the base and each
+    group are checked to hold no other ``-m``, ``-j`` or ``-g`` token (nor
+    ``--match``...): they are then the groups :func:`_fast_key` cuts the
+    spec into, and each gets its verdict. A group's text recurs from rule to
+    rule far more than a rule does, so its tokens and verdict are kept by
+    text (:data:`_PIECES`, :data:`_BASES`): most groups cost a lookup, no
+    token of theirs is split out again, and the spec is the groups' tokens
+    put together.
+    """
+    if not record.startswith(prefix) or not record.isprintable():
+        return None
+    start = len(prefix) - 1  # the blank after the chain
+    quoted = None
+    if '"' in record:
+        parts = record.split('"')
+        if len(parts) != 3 or "\\" in record:  # (a backslash matters only inside quotes)
+            return None
+        before, quoted, after = parts
+        cut = len(before) - len(_COMMENT_MARK)
+        if cut < start or not before.endswith(_COMMENT_MARK) or (after and after[0] != " "):
+            return None
+        text = f"{before[start:cut]}{_COMMENT_MARK}{_QUOTED}{after}"
+    else:
+        text = record[start:]
+    if "  " in text or text[-1] == " ":
+        return None  # an empty token
+    pieces = text.split(" -m ")
+    last = pieces[-1]
+    at = last.find(" -j ")
+    if at < 0:
+        at = last.find(" -g ")
+    memo = _PIECES[proto]
+    target: tuple[str, ...] = ()
+    if at >= 0:
+        pieces[-1], rest = last[:at], last[at:]
+        if " " not in rest[4:] and rest[4:] not in TARGETS and rest[4:] not in _GROUP_HEADS:
+            target = (rest[1:3], rest[4:])  # a jump to a chain
+        else:
+            found = memo.get(rest, _UNSEEN)
+            if found is _UNSEEN:
+                found = _new_piece(rest, proto)
+            if found is None:
+                return None
+            target = found
+    spec: list[str] = []
+    if pieces[0]:
+        base = _BASES[proto].get(pieces[0], _UNSEEN)
+        if base is _UNSEEN:
+            base = _new_base(pieces[0], proto)
+        if base is None:
+            return None
+        spec += base
+    placed = False  # the comment's value is in the spec
+    seen: set[str] | None = None  # the mergeable matches found
+    for piece in pieces[1:]:
+        if piece.startswith(_COMMENT_PIECE):
+            value = piece[_COMMENT_VALUE_AT:]
+            if " " not in value:
+                if value == _QUOTED:
+                    value, placed = quoted or "", True
+                if value in _GROUP_HEADS:
+                    return None
+                spec += ("-m", "comment", "--comment", value)
+                continue
+        found = memo.get(piece, _UNSEEN)
+        if found is _UNSEEN:
+            found = _new_piece(piece, proto)
+        if found is None:
+            return None
+        if found[1] in _MERGEABLE:
+            if seen is None:
+                seen = {found[1]}
+            elif found[1] in seen:
+                return None  # iptables-nft folds these: the full reader does too
+            else:
+                seen.add(found[1])
+        spec += found
+    if quoted is not None and not placed:
+        return None  # the comment is not where its group was cut out
+    spec += target
+    tokens = tuple(spec)
+    return tokens, tokens
+
+
+def _new_base(text: str, proto: Protocol) -> tuple[str, ...] | None:
+    """The tokens of a rule's base options (their text from the blank
+    before them) when in printed form, else None. Kept by text in
+    :data:`_BASES`, unless they hold an address (printed with its ``/``):
+    those seldom recur, and would only push the others out."""
+    tokens = tuple(text[1:].split(" "))
+    found = tokens if _GROUP_HEADS.isdisjoint(tokens) and _printed_base(tokens, len(tokens), proto) else None
+    return found if "/" in text else _BASES[proto].put(text, found)
+
+
+def _new_piece(text: str, proto: Protocol) -> tuple[str, ...] | None:
+    """The tokens of a group's text (see :data:`_PIECES`) when it is a group
+    in printed form, as :func:`_fast_key` reads it; else None. Kept."""
+    group = tuple(text[1:].split(" ")) if text[0] == " " else ("-m", *text.split(" "))
+    return _PIECES[proto].put(text, group if _printed_group(group, proto) else None)
+
+
+def _printed_group(group: tuple[str, ...], proto: Protocol) -> bool:
+    """Whether :func:`_fast_key` takes ``group`` (cut out of a printed rule)
+    as one group, already in printed form."""
+    if not _GROUP_HEADS.isdisjoint(group[1:]):
+        return False  # it holds more than one group
+    if len(group) == 4 and group[0] == "-m" and group[1] == "comment" and group[2] == "--comment":
+        return True
+    if len(group) == 2 and (group[0] == "-j" or group[0] == "-g") and group[1] not in TARGETS:
+        return True
+    memo = _GROUPS[proto]
+    read = memo.get(group, _UNSEEN)
+    if read is _UNSEEN:
+        found = _group(group, proto)
+        read = memo.put(group, _SAME if found == group else found)
+    return read is _SAME
+
+
 # Extensions whose options are each normalized on their own (no finishing
 # step that adds or drops options): a group of them is in printed form when
 # every option is under its printed name, once, in printed order, and its
@@ -623,37 +796,45 @@ def _base_group(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | No
     """The base options as iptables prints them (``-s A -d B -i I -p P``), read
     without the full reader; None for anything else (implicit matches,
     repeats, ``-f``), which the full reader then takes. ``group`` itself
-    when it is already in printed form (checked here first, the common case);
-    :func:`_base_group_general` otherwise."""
-    i, count, last = 0, len(group), -1
+    when it is already in printed form (checked first, the common case)."""
+    if _printed_base(group, len(group), proto):
+        return group
+    return _base_group_general(group, proto)
+
+
+def _printed_base(spec: tuple[str, ...], end: int, proto: Protocol) -> bool:
+    """Whether ``spec[:end]`` are base options already in printed form: each
+    once, in printed order, with printed values. Checked in place (without
+    slicing the spec), since nearly every rule read back from iptables is."""
+    i, last = 0, -1
     try:
-        while i < count:
-            flag = group[i]
+        while i < end:
+            flag = spec[i]
             negated = flag == "!"
             if negated:
                 i += 1
-                flag = group[i] if i < count else ""
+                flag = spec[i] if i < end else ""
             rank = _BASE_RANK.get(flag, -1)
-            if rank <= last or i + 1 >= count:
-                return _base_group_general(group, proto)
-            value = group[i + 1]
+            if rank <= last or i + 1 >= end:
+                return False
+            value = spec[i + 1]
             if rank < 2:
                 if not (proto is Protocol.IPV4 and printed_v4(value)) and (
                     "," in value or normalize_address(value, proto) != value
                 ):
-                    return _base_group_general(group, proto)
+                    return False
                 if not negated and value.endswith("/0"):
-                    return _base_group_general(group, proto)
+                    return False
             elif rank == 4:
                 if normalize_protocol(value, proto) != value or (not negated and value == "all"):
-                    return _base_group_general(group, proto)
+                    return False
             elif value == "+" or not 0 < len(value) <= 15:
-                return None
+                return False
             last = rank
             i += 2
     except Unsupported:
-        return None
-    return group
+        return False
+    return True
 
 
 def _base_group_general(group: tuple[str, ...], proto: Protocol) -> tuple[str, ...] | None:
@@ -1313,20 +1494,33 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
     printed = text.split("\n")
     count = len(printed)
     i = 0
+    # "-A CHAIN " of the chain the rule before went to, and its list:
+    # iptables-save prints a chain's rules together, so a rule that starts
+    # with it goes there without its chain being cut out and looked up.
+    prefix, rules = "\n", []  # (no line starts with a newline)
     while i < count:
         line = printed[i]
         i += 1
         if line.startswith("-A "):
-            # _goes_on inlined: a line that neither holds a quote nor is
-            # followed by a line that cannot start a record is a whole rule.
+            # _goes_on inlined, its cheap tests first: a line with an even
+            # number of quotes and no backslash, followed by a line that
+            # starts a record, is a whole rule.
             after = printed[i] if i < count else ""
-            if ('"' in line or (after and not after.startswith(_RECORD_HEADS))) and _goes_on(line, after):
+            if (
+                ('"' in line and (line.count('"') % 2 or "\\" in line))
+                or (after and not after.startswith(_RECORD_HEADS))
+            ) and _goes_on(line, after):
                 line, i = _gather(printed, i - 1)
+            if line.startswith(prefix):
+                rules.append(line)
+                continue
             end = line.find(" ", 3)
             chain = line[3:] if end < 0 else line[3:end]
             if "\n" in chain:  # the rule's first line holds only its chain
                 chain = chain.partition("\n")[0]
-            lines.setdefault(chain, []).append(line)
+            rules = lines.setdefault(chain, [])
+            rules.append(line)
+            prefix = f"-A {chain} "
         elif line.startswith(":"):
             name, _, rest = line[1:].partition(" ")
             lines.setdefault(name, [])
@@ -1335,6 +1529,7 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
                 policies[name] = policy
         elif line.startswith("*"):
             table, lines, policies = line[1:].strip(), {}, {}
+            prefix = "\n"
         elif line.startswith("COMMIT"):
             tables[table] = TableSnapshot(proto, table, lines, policies)
     return tables

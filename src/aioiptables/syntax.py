@@ -194,6 +194,8 @@ def _split_quoted(pieces: list[str]) -> list[str] | None:
     standing alone (the shape of nearly every quoted line iptables prints:
     a comment, a log prefix); None for any other shape (scan it)."""
     last = len(pieces) - 1
+    if last == 2:
+        return _split_one_quoted_value(*pieces)
     if last % 2:
         return None  # an odd number of quotes
     tokens: list[str] = []
@@ -215,6 +217,25 @@ def _split_quoted(pieces: list[str]) -> list[str] | None:
             return None
         words = after.split(" ")
         tokens += [word for word in words if word] if "" in words[1:] else words[1:]
+    return tokens
+
+
+def _split_one_quoted_value(before: str, inside: str, after: str) -> list[str] | None:
+    """:func:`_split_quoted` of a line with one quoted value (a comment, a log
+    prefix: the commonest shape), without its loop."""
+    if (before and before[-1] != " ") or (after and after[0] != " "):
+        return None  # a quote inside a word, or a closing quote glued to what follows
+    tokens = before.split(" ")
+    tokens.pop()  # the blank before the quote
+    if "" in tokens:
+        tokens = [token for token in tokens if token]
+    if tokens and tokens[-1] in _RAW_VALUES:
+        return None  # the raw value of an option such as -j, that starts with a quote
+    tokens.append(inside)
+    if after:
+        words = after.split(" ")
+        del words[0]  # the blank after the quote
+        tokens += [word for word in words if word] if "" in words else words
     return tokens
 
 
