@@ -35,13 +35,15 @@ stateful: setup
 	AIOIPTABLES_STATEFUL=long unshare --net -- $(BIN)/python -m pytest -q -s tests/integration/test_stateful.py
 
 # Every benchmark, on real iptables (nft and legacy) in private namespaces;
-# results go to docs/benchmarks.md's figures (benchmarks/results.json, docs/benchmarks.png).
+# results go to docs/benchmarks.md's figures (benchmarks/*.json, docs/benchmarks.png, docs/baseline.png).
 bench: setup
 	$(BIN)/pip install -q -e '.[test,bench]'
 	unshare --net -- $(BIN)/python benchmarks/cache.py
 	unshare --net -- $(BIN)/python benchmarks/parse.py
 	unshare --net -- $(BIN)/python benchmarks/reconcile.py
 	unshare --net -- $(BIN)/python benchmarks/events.py
+	unshare --net -- $(BIN)/python benchmarks/reads.py
+	unshare --net -- $(BIN)/python benchmarks/baseline.py --plot docs/baseline.png
 	for b in nft legacy; do for n in 5000 33000; do \
 		unshare --net -- $(BIN)/python benchmarks/memory.py --backends $$b --sizes $$n; done; done
 
