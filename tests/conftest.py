@@ -119,7 +119,9 @@ class World:
             if done.exit_status:
                 raise AssertionError(f"{program} {' '.join(args)}: {done.stderr}")
             return done.stdout
-        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", f"{program}-{self.kind}", *args]
+        # -w: since 1.8.11 (and on 1.8.7) iptables-legacy without it exits 4
+        # at once when another process holds the xtables lock, even to read.
+        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", f"{program}-{self.kind}", "-w", *args]
         result = await anyio.run_process(argv, check=False)
         if result.returncode:
             raise AssertionError(f"{' '.join(argv)}: {result.stderr.decode()}")
