@@ -167,11 +167,17 @@ async def test_listing_keeps_rule_order_and_exists_flag(world: World) -> None:
     assert missing.specs == ()
 
 
-async def test_200_concurrent_questions_over_5_chains_make_5_listings(world: World) -> None:
+async def five_chains(world: World) -> list[str]:
+    """Chains C0 to C4 in filter, each holding one rule (ACCEPT_10)."""
     chains = [f"C{i}" for i in range(5)]
     for chain in chains:
         await world.iptables(V4, "-N", chain)
         await world.iptables(V4, "-A", chain, *ACCEPT_10)
+    return chains
+
+
+async def test_200_concurrent_questions_over_5_chains_make_5_listings(world: World) -> None:
+    chains = await five_chains(world)
     client = world.client(V4)
     cache = RuleCache(client)
     answers: list[bool] = []
@@ -190,10 +196,7 @@ async def test_200_concurrent_questions_over_5_chains_make_5_listings(world: Wor
 
 
 async def test_exists_all_answers_in_order_with_one_listing_per_chain_and_table(world: World) -> None:
-    chains = [f"C{i}" for i in range(5)]
-    for chain in chains:
-        await world.iptables(V4, "-N", chain)
-        await world.iptables(V4, "-A", chain, *ACCEPT_10)
+    chains = await five_chains(world)
     client = world.client(V4)
     cache = RuleCache(client)
     asked: list[Rule | Chain] = [

@@ -135,7 +135,7 @@ class RuleCache:
                     )
             else:
                 raise TypeError(f"expected a Rule or a Chain, not {item!r}")
-        await _all(needs.values())
+        await run_all(needs.values())
         return [await self.exists(item) for item in asked]  # answered from the cache
 
     async def listing(self, proto: Protocol, table: str, chain: str) -> ChainListing:
@@ -278,9 +278,10 @@ class RuleCache:
         return value
 
 
-async def _all(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
+async def run_all(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
     """Await every call at once; the first error is raised as itself (not in
-    an exception group) and cancels the others."""
+    an exception group, so callers can catch it) and cancels the others.
+    (Not public: the controller reads its chains through it too.)"""
     failures: builtins.list[Exception] = []
 
     async def one(call: Callable[[], Awaitable[object]], scope: anyio.CancelScope) -> None:

@@ -9,18 +9,19 @@ place writes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import TypeGuard
 
 import anyio
 from anyio.lowlevel import RunVar
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .cache import RuleCache
+from .cache import RuleCache, run_all
 from .client import BackendName, Client
 from .errors import InvalidRuleError, IPTablesError, RefusedRule, RulesRefusedError
 from .events import EventsLostError, Generation, Watcher
@@ -868,31 +869,20 @@ class Controller:
         for key in sorted(keys, key=lambda k: (k[0].value, k[1], k[2])):
             by_table.setdefault((key[0], key[1]), []).append(key)
         observed: dict[ChainKey, ChainListing] = {}
-        failures: list[Exception] = []
 
-        async def read(
-            table: tuple[Protocol, str], chains: list[ChainKey], whole: bool, scope: anyio.CancelScope
-        ) -> None:
-            try:
-                if whole:
-                    await self._snapshot(cache, *table)
-                for key in chains:
-                    observed[key] = await cache.listing(*key)
-            except Exception as exc:
-                # Stop the other reads and raise this error itself, not
-                # wrapped in an exception group, so callers can catch it.
-                failures.append(exc)
-                scope.cancel()
+        async def read(table: tuple[Protocol, str], chains: list[ChainKey], whole: bool) -> None:
+            if whole:
+                await self._snapshot(cache, *table)
+            for key in chains:
+                observed[key] = await cache.listing(*key)
 
-        async with anyio.create_task_group() as tg:
-            for table, chains in by_table.items():
-                if self._reads_whole(table, chains):
-                    tg.start_soon(read, table, chains, True, tg.cancel_scope)
-                else:
-                    for key in chains:  # one listing each, concurrently
-                        tg.start_soon(read, table, [key], False, tg.cancel_scope)
-        if failures:
-            raise failures[0]
+        reads: list[Callable[[], Awaitable[None]]] = []
+        for table, chains in by_table.items():
+            if self._reads_whole(table, chains):
+                reads.append(functools.partial(read, table, chains, True))
+            else:  # one listing each, concurrently
+                reads += [functools.partial(read, table, [key], False) for key in chains]
+        await run_all(reads)
         return observed
 
     def _reads_whole(self, table: tuple[Protocol, str], chains: list[ChainKey]) -> bool:
