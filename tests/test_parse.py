@@ -242,7 +242,8 @@ PRINTED_WORDS = [
     "-s", "10.0.0.0/8", "10.1.2.3/8", "-d", "!", "-i", "eth0", "+", "-p", "tcp", "6", "-m", "-j", "-g",
     "--match", "--jump", "comment", "--comment", "tcp", "--dport", "80", "http", "udp", "mark", "--mark",
     "0x1", "ACCEPT", "REJECT", "--reject-with", "tcp-reset", "DNAT", "--to-destination", "1.2.3.4:80",
-    "CHAIN", "", " ", "\\", "a b", "x\ty", "é", "\u00a0",
+    "CHAIN", "", " ", "\\", "a b", "x\ty", "é", "\u00a0", "LOG", "--log-prefix", "--log-level", "4",
+    "NFLOG", "--nflog-prefix", "string", "--string", "--algo", "bm", "--to", "65535", "-o", "-i",
 ]  # fmt: skip
 
 

@@ -44,6 +44,7 @@ from .extensions import (
 )
 from .model import Protocol, Rule, validate_spec
 from .syntax import (
+    _RAW_VALUES,
     BAD,
     CLOSED,
     OPEN,
@@ -153,7 +154,12 @@ class ChainListing:
         memo = _PRINTED[proto]
         known_of = memo.get
         keys: list[RuleKey] = []
-        for record, spec in zip(self.records, self.specs, strict=True):
+        # Those read_listing() worked out already, and None for the others.
+        given: list[RuleKey | None] = self.__dict__.get("_known_keys") or [None] * len(self.specs)
+        for record, spec, key in zip(self.records, self.specs, given, strict=True):
+            if key is not None:
+                keys.append(key)
+                continue
             known = known_of(record)
             if known is not None and known[0] == spec:
                 keys.append(known[1])
@@ -185,43 +191,52 @@ class ChainListing:
 _PRINTED: dict[Protocol, _Memo[str, tuple[tuple[str, ...], RuleKey]]]
 
 
-def read_listing(proto: Protocol, table: str, chain: str, records: Sequence[str]) -> ChainListing:
+def read_listing(
+    proto: Protocol, table: str, chain: str, records: Sequence[str], *, printable: bool = False
+) -> ChainListing:
     """The listing of a chain from the text of its rules (see
     :func:`rule_records`): a rule printed as before costs a lookup, and one
     in the shape iptables prints nearly every rule in is read a group at a
-    time, its key with it (see :func:`_read_printed`)."""
+    time, its key with it (see :func:`_read_printed`). ``printable``: the
+    records' text was found by :func:`_printable` to hold no control
+    character but newlines (which saves checking each record)."""
     memo = _PRINTED[proto]
     known_of = memo.get
     # A chain name holding a blank or a quote does not print as one word.
     prefix = f"-A {chain} " if chain and " " not in chain and '"' not in chain else None
     specs: list[tuple[str, ...]] = []
-    keys: list[RuleKey] = []
+    keys: list[RuleKey | None] = []
+    unknown = 0  # rules whose key is left to work out
     for record in records:
         known = known_of(record)
         if known is not None:
             specs.append(known[0])
             keys.append(known[1])
             continue
-        read = _read_printed(record, prefix, proto) if prefix is not None else None
+        read = _read_printed(record, prefix, proto, printable) if prefix is not None else None
         if read is None:
             specs.append(_printed_spec(record))  # its key is worked out on first use
+            keys.append(None)
+            unknown += 1
             continue
         specs.append(read[0])
+        keys.append(read[1])
         # Kept only while the memo has room: making room here would push out
         # rules that the listings of the same table, read next, look up (a
-        # table larger than the memo would then miss it wholly); the keys
-        # are then worked out on first use, which makes room (put()).
+        # table larger than the memo would then miss it wholly); put() makes
+        # room when keys are worked out on first use.
         if len(memo) < memo.size:
             memo[record] = read
-            keys.append(read[1])
     # Made without the frozen dataclass's __init__, which sets each field
     # through object.__setattr__: a table read makes one listing per chain.
     listing = _new_listing(ChainListing)
     listing.__dict__.update(
         proto=proto, table=table, chain=chain, exists=True, specs=tuple(specs), records=tuple(records)
     )
-    if len(keys) == len(specs):
+    if not unknown:
         listing.__dict__["keys"] = tuple(keys)  # every rule known: nothing left to work out
+    else:
+        listing.__dict__["_known_keys"] = keys
     return listing
 
 
@@ -621,15 +636,16 @@ _PIECES: dict[Protocol, _Memo[str, tuple[str, ...] | None]] = {proto: _Memo(1638
 #: The base options of printed rules (see :func:`_read_printed`), by their
 #: text: their tokens when in printed form, else None.
 _BASES: dict[Protocol, _Memo[str, tuple[str, ...] | None]] = {proto: _Memo(16384) for proto in Protocol}
-_COMMENT_MARK = " -m comment --comment "
-_COMMENT_PIECE = _COMMENT_MARK[4:]
+_COMMENT_PIECE = "comment --comment "
 _COMMENT_VALUE_AT = len(_COMMENT_PIECE)
-# Stands for a comment's quoted value in the text cut into groups (a
-# printable record cannot hold it).
+# Stands for a quoted value in the text cut into groups (a printable record
+# cannot hold it).
 _QUOTED = "\x00"
 
 
-def _read_printed(record: str, prefix: str, proto: Protocol) -> tuple[tuple[str, ...], RuleKey] | None:
+def _read_printed(
+    record: str, prefix: str, proto: Protocol, printable: bool = False
+) -> tuple[tuple[str, ...], RuleKey] | None:
     """The spec and key of a record (see :func:`rule_records`) that starts
     with ``prefix`` (``-A CHAIN``), read from its text when it has the shape
     iptables prints nearly every rule in; None for any other shape (then
@@ -637,74 +653,232 @@ def _read_printed(record: str, prefix: str, proto: Protocol) -> tuple[tuple[str,
 
     The shape: base options, ``-m`` groups, then at most one ``-j`` or ``-g``
     group, all in printed form (so the spec is its own key); one blank
-    between tokens; no backslash, and no quote but around a comment's value.
-    The text is cut at `` -m ``, `` -j `` and `` -g ``, and the base and each
-    group are checked to hold no other ``-m``, ``-j`` or ``-g`` token (nor
-    ``--match``...): they are then the groups :func:`_fast_key` cuts the
-    spec into, and each gets its verdict. A group's text recurs from rule to
-    rule far more than a rule does, so its tokens and verdict are kept by
-    text (:data:`_PIECES`, :data:`_BASES`): most groups cost a lookup, no
-    token of theirs is split out again, and the spec is the groups' tokens
-    put together.
+    between tokens; no backslash, and quotes only around whole values. Each
+    quoted value stands in the text as :data:`_QUOTED` (so that no blank or
+    option inside it is cut at).
+
+    Rules differ from rule to rule far more in their values than in their
+    shape, so the spec read from a text is kept by that text with what
+    varies most left out (:data:`_TEMPLATES`): comments' values, and the
+    chain a rule jumps to. A rule whose text reads as another's but for
+    those costs a lookup; any other is read a group at a time
+    (:func:`_read_text`).
+
+    ``printable``: the record is known to hold no control character but
+    newlines (see :func:`_printable`), so only a newline is looked for.
     """
-    if not record.startswith(prefix) or not record.isprintable():
-        return None
     start = len(prefix) - 1  # the blank after the chain
-    quoted = None
+    if record[: start + 1] != prefix:
+        return None
+    if not (("\n" not in record) if printable else record.isprintable()):
+        return None
+    values: list[str] | None = None
     if '"' in record:
-        parts = record.split('"')
-        if len(parts) != 3 or "\\" in record:  # (a backslash matters only inside quotes)
+        unquoted = _unquote(record, start)
+        if unquoted is None:
             return None
-        before, quoted, after = parts
-        cut = len(before) - len(_COMMENT_MARK)
-        if cut < start or not before.endswith(_COMMENT_MARK) or (after and after[0] != " "):
-            return None
-        text = f"{before[start:cut]}{_COMMENT_MARK}{_QUOTED}{after}"
+        text, values = unquoted
     else:
         text = record[start:]
     if "  " in text or text[-1] == " ":
         return None  # an empty token
+    head, addresses = text, None
+    if text[1:3] in _ADDRESS_FLAGS or text[1:3] == "! ":
+        cut = _cut_addresses(text)
+        if cut is not None:
+            head, addresses = cut
+    before, jump, name = head.rpartition(" -j ")
+    if not jump or " " in name or name in TARGETS or name in _GROUP_HEADS:
+        name = ""  # not a jump to a chain (a name is never empty: no text ends with a blank)
+    else:
+        head = before
+    templates = _TEMPLATES[proto]
+    found = templates.get(head)
+    if found is None:
+        read = _read_text(text, values, proto)
+        if read is None:
+            return None
+        spec, comments = read
+        if comments is not None and (not name or spec[-2:] == ["-j", name]):
+            _keep_template(templates, head, spec[:-2] if name else spec[:], comments, addresses)
+        tokens = tuple(spec)
+        return tokens, tokens
+    tokens, places, at = found
+    if values is not None or addresses is not None:
+        filled = list(tokens)
+        if values is not None:
+            for index, value in enumerate(values):  # (as many as places: the text says where)
+                if value in _GROUP_HEADS:
+                    return None  # read as a group's head: the full reader decides
+                filled[places[index]] = value
+        if addresses is not None:
+            printed = _PRINTED_ADDRESSES[proto]
+            for index, (value, negated) in enumerate(addresses):
+                known = printed.get(value)
+                if known is None:
+                    known = printed.put(value, _printed_address(value, proto))
+                if not known or (not negated and value[-2:] == "/0"):
+                    return None
+                filled[at[index]] = value
+        tokens = tuple(filled)
+    if name:
+        tokens = (*tokens, "-j", name)
+    return tokens, tokens
+
+
+_ADDRESS_FLAGS = ("-s", "-d")
+# Stands for an address in a template (see _TEMPLATES).
+_ADDRESS = "\x01"
+
+
+def _cut_addresses(text: str) -> tuple[str, list[tuple[str, bool]]] | None:
+    """A rule's text without the addresses its base options start with, in
+    printed order (``[!] -s A [!] -d B``), each written as :data:`_ADDRESS`;
+    and those addresses, each with whether it is negated. None when the
+    text does not start so."""
+    found = _LEADING_ADDRESSES(text)
+    if found is None:
+        return None
+    not_s, source, not_d, destination, not_d_alone, destination_alone = found.groups()
+    if source is None:
+        not_d, destination = not_d_alone, destination_alone
+    if source == _QUOTED or destination == _QUOTED:
+        return None  # (a quoted value stays in the text: see _read_printed)
+    addresses: list[tuple[str, bool]] = []
+    if source is not None:
+        addresses.append((source, not_s is not None))
+    if destination is not None:
+        addresses.append((destination, not_d is not None))
+    shape = _ADDRESS_SHAPES[not_s is not None, source is not None, not_d is not None, destination is not None]
+    return f"{shape}{text[found.end() :]}", addresses
+
+
+_LEADING_ADDRESSES = re.compile(r" (! )?-s ([^ ]+)(?: (! )?-d ([^ ]+))?| (! )?-d ([^ ]+)").match
+_ADDRESS_SHAPES = {
+    (not_s, source, not_d, destination): "".join(
+        [
+            (" ! -s " if not_s else " -s ") + _ADDRESS if source else "",
+            (" ! -d " if not_d else " -d ") + _ADDRESS if destination else "",
+        ]
+    )
+    for not_s in (False, True)
+    for source in (False, True)
+    for not_d in (False, True)
+    for destination in (False, True)
+}
+
+
+def _printed_address(value: str, proto: Protocol) -> bool:
+    """Whether ``value`` is a ``-s``/``-d`` address as iptables prints it
+    (negated or not: see :func:`_printed_base` for ``/0``)."""
+    if proto is Protocol.IPV4 and printed_v4(value):
+        return True
+    try:
+        return "," not in value and normalize_address(value, proto) == value
+    except Unsupported:
+        return False
+
+
+def _keep_template(
+    templates: _Memo[str, tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]],
+    head: str,
+    spec: list[str],
+    places: list[int],
+    addresses: list[tuple[str, bool]] | None,
+) -> None:
+    """Keep a spec read from a text (see :func:`_read_printed`) as the template
+    of the texts that differ from it only in comments' values and in the
+    addresses its base options start with (``head`` without them), when
+    those addresses are where their text put them."""
+    at: list[int] = []
+    if addresses is not None:
+        index = 0
+        for value, negated in addresses:
+            index += 2 if negated else 1  # past "!" and the flag
+            if index >= len(spec) or spec[index] != value:
+                return
+            at.append(index)
+            spec[index] = _ADDRESS
+            index += 1
+    for place in places:
+        spec[place] = _QUOTED
+    templates.put(head, (tuple(spec), tuple(places), tuple(at)))
+
+
+#: Whether an address is in printed form (see :func:`_printed_address`), by its text.
+_PRINTED_ADDRESSES: dict[Protocol, _Memo[str, bool]] = {proto: _Memo(16384) for proto in Protocol}
+
+
+#: The specs read from printed rules' texts (see :func:`_read_printed`), by
+#: their text without a chain jumped to at the end and with its leading
+#: addresses as :data:`_ADDRESS`: the spec without that jump, with
+#: :data:`_QUOTED` in place of each comment's value and :data:`_ADDRESS`
+#: in place of each address, and where those are in the spec.
+_TEMPLATES: dict[Protocol, _Memo[str, tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...]]]] = {
+    proto: _Memo(16384) for proto in Protocol
+}
+
+
+def _read_text(
+    text: str, values: list[str] | None, proto: Protocol
+) -> tuple[list[str], list[int] | None] | None:
+    """The spec of a rule's text (see :func:`_read_printed`) read a group at
+    a time, when in printed form (else None), and where comments' values
+    are in it; those places are None when another quoted value is in the
+    spec (checked with its value, it is no template for other values).
+
+    The text is cut at `` -m ``, `` -j `` and `` -g ``, and the base and
+    each group are checked to hold no other ``-m``, ``-j`` or ``-g`` token
+    (nor ``--match``...): they are then the groups :func:`_fast_key` cuts
+    the spec into, and each gets its verdict. A group's text recurs from
+    rule to rule far more than a rule does, so its tokens and verdict are
+    kept by text (:data:`_PIECES`, :data:`_BASES`): most groups cost a
+    lookup, no token of theirs is split out again, and the spec is the
+    groups' tokens put together. A group holding a quoted value (other than
+    a comment, always verbatim) is checked with its values in place.
+    """
     pieces = text.split(" -m ")
     last = pieces[-1]
     at = last.find(" -j ")
     if at < 0:
         at = last.find(" -g ")
-    memo = _PIECES[proto]
-    target: tuple[str, ...] = ()
+    rest = ""
     if at >= 0:
         pieces[-1], rest = last[:at], last[at:]
-        if " " not in rest[4:] and rest[4:] not in TARGETS and rest[4:] not in _GROUP_HEADS:
-            target = (rest[1:3], rest[4:])  # a jump to a chain
-        else:
-            found = memo.get(rest, _UNSEEN)
-            if found is _UNSEEN:
-                found = _new_piece(rest, proto)
-            if found is None:
-                return None
-            target = found
     spec: list[str] = []
+    places: list[int] | None = []
+    taken = 0  # the quoted values put in place
     if pieces[0]:
+        if values is not None and _QUOTED in pieces[0]:
+            return None  # a quoted value among the base options
         base = _BASES[proto].get(pieces[0], _UNSEEN)
         if base is _UNSEEN:
             base = _new_base(pieces[0], proto)
         if base is None:
             return None
         spec += base
-    placed = False  # the comment's value is in the spec
+    memo = _PIECES[proto]
     seen: set[str] | None = None  # the mergeable matches found
     for piece in pieces[1:]:
-        if piece.startswith(_COMMENT_PIECE):
+        if piece[:_COMMENT_VALUE_AT] == _COMMENT_PIECE:
             value = piece[_COMMENT_VALUE_AT:]
             if " " not in value:
-                if value == _QUOTED:
-                    value, placed = quoted or "", True
+                if value == _QUOTED and values is not None:
+                    value = values[taken]
+                    taken += 1
+                    if places is not None:
+                        places.append(len(spec) + 3)
                 if value in _GROUP_HEADS:
                     return None
                 spec += ("-m", "comment", "--comment", value)
                 continue
-        found = memo.get(piece, _UNSEEN)
-        if found is _UNSEEN:
-            found = _new_piece(piece, proto)
+        if values is not None and _QUOTED in piece:
+            found, taken = _quoted_group(("-m", *piece.split(" ")), values, taken, proto)
+            places = None
+        else:
+            found = memo.get(piece, _UNSEEN)
+            if found is _UNSEEN:
+                found = _new_piece(piece, proto)
         if found is None:
             return None
         if found[1] in _MERGEABLE:
@@ -715,11 +889,70 @@ def _read_printed(record: str, prefix: str, proto: Protocol) -> tuple[tuple[str,
             else:
                 seen.add(found[1])
         spec += found
-    if quoted is not None and not placed:
-        return None  # the comment is not where its group was cut out
-    spec += target
-    tokens = tuple(spec)
-    return tokens, tokens
+    if rest:
+        name = rest[4:]
+        if values is not None and _QUOTED in rest:
+            found, taken = _quoted_group(tuple(rest[1:].split(" ")), values, taken, proto)
+            places = None
+        elif " " not in name and name not in TARGETS and name not in _GROUP_HEADS:
+            found = (rest[1:3], name)  # a jump to a chain
+        else:
+            found = memo.get(rest, _UNSEEN)
+            if found is _UNSEEN:
+                found = _new_piece(rest, proto)
+        if found is None:
+            return None
+        spec += found
+    if values is not None and taken != len(values):
+        return None
+    return spec, places
+
+
+# (each raw-value option is two characters long)
+_RAW_ENDS = frozenset(f" {option} " for option in _RAW_VALUES)
+
+
+def _unquote(record: str, start: int) -> tuple[str, list[str]] | None:
+    """The text of a record from ``start`` with each quoted value as
+    :data:`_QUOTED`, and the values in order; None unless every quoted value
+    is a whole token (a blank or the record's end on either side, and not
+    the raw value of an option such as ``-j``) and no backslash escapes
+    anything."""
+    if "\\" in record:
+        return None
+    parts = record.split('"')
+    if len(parts) == 3:  # one quoted value: the commonest shape
+        before, value, after = parts
+        if before[-1:] != " " or (after and after[0] != " ") or before[-4:] in _RAW_ENDS:
+            return None
+        return f"{before[start:]}{_QUOTED}{after}", [value]
+    if not len(parts) % 2:
+        return None  # a quote left open
+    outer = parts[0::2]
+    outer[0] = outer[0][start:]
+    last = len(outer) - 1
+    for index, part in enumerate(outer):
+        if (index and part and part[0] != " ") or (index < last and part[-1:] != " "):
+            return None
+        if index < last and part[-4:] in _RAW_ENDS:
+            return None  # a quote at the start of a raw value (see split_printed) is part of it
+    return _QUOTED.join(outer), parts[1::2]
+
+
+def _quoted_group(
+    group: tuple[str, ...], values: list[str], taken: int, proto: Protocol
+) -> tuple[tuple[str, ...] | None, int]:
+    """A group cut out of a record's text (see :func:`_unquote`) with its
+    quoted values put in place of their stand-ins, from ``values[taken]``
+    on, when it is in printed form (else None); and how many values are
+    then taken. Checked with its values, not kept: they seldom recur."""
+    filled = list(group)
+    for index, token in enumerate(filled):
+        if token == _QUOTED:
+            filled[index] = values[taken]
+            taken += 1
+    group = tuple(filled)
+    return (group if _printed_group(group, proto) else None), taken
 
 
 def _new_base(text: str, proto: Protocol) -> tuple[str, ...] | None:
@@ -1449,13 +1682,21 @@ class TableSnapshot:
     """
 
     def __init__(
-        self, proto: Protocol, table: str, lines: dict[str, list[str]], policies: dict[str, str]
+        self,
+        proto: Protocol,
+        table: str,
+        lines: dict[str, list[str]],
+        policies: dict[str, str],
+        *,
+        printable: bool = False,
     ) -> None:
         self.proto = proto
         self.table = table
         self.policies = policies
         self._lines = lines
         self._listings: dict[str, ChainListing] = {}
+        # The text the lines came from holds no control character but newlines.
+        self._printable = printable
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -1474,7 +1715,9 @@ class TableSnapshot:
             lines = self._lines.get(name)
             if lines is None:
                 return ChainListing(self.proto, self.table, name, exists=False)
-            listing = self._listings[name] = read_listing(self.proto, self.table, name, lines)
+            listing = self._listings[name] = read_listing(
+                self.proto, self.table, name, lines, printable=self._printable
+            )
         return listing
 
     @property
@@ -1491,6 +1734,7 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
     table = ""
     lines: dict[str, list[str]] = {}
     policies: dict[str, str] = {}
+    printable = _printable(text)
     printed = text.split("\n")
     count = len(printed)
     i = 0
@@ -1498,38 +1742,58 @@ def parse_save(text: str, proto: Protocol = Protocol.IPV4) -> dict[str, TableSna
     # iptables-save prints a chain's rules together, so a rule that starts
     # with it goes there without its chain being cut out and looked up.
     prefix, rules = "\n", []  # (no line starts with a newline)
+    size = 1  # len(prefix)
+    # (Slices are compared rather than str.startswith() called: on Python
+    # 3.11 its arguments are parsed from a tuple at each call, which costs
+    # more than a short slice; this loop runs once per line of the table.)
     while i < count:
         line = printed[i]
         i += 1
-        if line.startswith("-A "):
+        if line[:3] == "-A ":
             # _goes_on inlined, its cheap tests first: a line with an even
             # number of quotes and no backslash, followed by a line that
-            # starts a record, is a whole rule.
+            # starts a rule or another record, is a whole rule.
             after = printed[i] if i < count else ""
             if (
                 ('"' in line and (line.count('"') % 2 or "\\" in line))
-                or (after and not after.startswith(_RECORD_HEADS))
+                or (after and after[:3] != "-A " and not after.startswith(_RECORD_HEADS))
             ) and _goes_on(line, after):
                 line, i = _gather(printed, i - 1)
-            if line.startswith(prefix):
+            if line[:size] == prefix:
                 rules.append(line)
                 continue
-            end = line.find(" ", 3)
-            chain = line[3:] if end < 0 else line[3:end]
+            chain = line[3:].partition(" ")[0]
             if "\n" in chain:  # the rule's first line holds only its chain
                 chain = chain.partition("\n")[0]
             rules = lines.setdefault(chain, [])
             rules.append(line)
             prefix = f"-A {chain} "
-        elif line.startswith(":"):
+            size = len(prefix)
+        elif line[:1] == ":":
             name, _, rest = line[1:].partition(" ")
             lines.setdefault(name, [])
             policy = rest.split(" ", 1)[0]
             if policy != "-":
                 policies[name] = policy
-        elif line.startswith("*"):
+        elif line[:1] == "*":
             table, lines, policies = line[1:].strip(), {}, {}
-            prefix = "\n"
-        elif line.startswith("COMMIT"):
-            tables[table] = TableSnapshot(proto, table, lines, policies)
+            prefix, size = "\n", 1
+        elif line[:6] == "COMMIT":
+            tables[table] = TableSnapshot(proto, table, lines, policies, printable=printable)
     return tables
+
+
+# The bytes str.isprintable() refuses in ASCII text, but the newline.
+_CONTROL = bytes([*range(0x0A), *range(0x0B, 0x20), 0x7F])
+
+
+def _printable(text: str) -> bool:
+    """Whether every line of ``text`` is printable (``str.isprintable()``),
+    checked over the whole text at once: iptables prints ASCII nearly
+    always, and deleting the control bytes from its encoding (a C loop)
+    costs half of checking each rule's characters in the Unicode
+    database."""
+    if not text.isascii():
+        return False
+    encoded = text.encode("ascii")
+    return len(encoded.translate(None, _CONTROL)) == len(encoded)
