@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aioiptables import Binaries, Client, InvalidRuleError, IPTablesError, IPTablesNotFoundError, Protocol
+from aioiptables.client import IPTablesVersion
 from conftest import World
 
 pytestmark = pytest.mark.anyio
@@ -192,6 +193,80 @@ def test_backend_is_known_without_a_process(backend_name: str) -> None:
     assert client.calls == 0
 
 
+# What an "auto" client knows of its backend before any process, by the file
+# its iptables resolves to: the names iptables gives to one backend's programs
+# only say it; anything else (a wrapper script, a program of another name)
+# does not, and "auto" then means "not known yet".
+LINKED = {
+    "a link to xtables-nft-multi": ("xtables-nft-multi", "nft"),
+    "a link to xtables-legacy-multi": ("xtables-legacy-multi", "legacy"),
+    "a link to xtables-multi (before 1.8)": ("xtables-multi", "legacy"),
+    "a link to iptables-nft": ("iptables-nft", "nft"),
+    "a link to ip6tables-legacy": ("ip6tables-legacy", "legacy"),
+    "a link to a wrapper script": ("iptables-wrapper", "auto"),
+    "a link to a program only partly named for nft": ("iptables-nft-wrapper", "auto"),
+    "a link to another iptables-family program": ("arptables-nft", "auto"),
+    "a script installed as iptables": (None, "auto"),
+}
+
+
+@pytest.mark.parametrize("what", list(LINKED), ids=list(LINKED))
+def test_auto_knows_its_backend_for_no_process_only_from_a_name_iptables_gives_one_backend(
+    tmp_path: Path, what: str
+) -> None:
+    target, known = LINKED[what]
+    binary = tmp_path / "iptables"
+    if target is None:
+        binary.write_text('#!/bin/sh\nexec iptables-nft "$@"\n')
+    else:
+        (tmp_path / target).write_text("#!/bin/sh\n")
+        binary.symlink_to(tmp_path / target)
+    client = Client(binaries=Binaries(str(binary), f"{binary}-save", f"{binary}-restore"))
+    assert client.backend == known
+    assert client.calls == 0
+
+
+# What "iptables --version" prints, and what it reads as.
+VERSIONS = {
+    "iptables v1.8.7 (nf_tables)": ((1, 8, 7), "nft"),
+    "iptables v1.8.9 (legacy)": ((1, 8, 9), "legacy"),
+    "ip6tables v1.8.11 (nf_tables)": ((1, 8, 11), "nft"),
+    "iptables v1.8.13 (legacy)\n": ((1, 8, 13), "legacy"),
+    "iptables v1.6.1": ((1, 6, 1), "legacy"),  # before 1.8: legacy only, not named
+}
+
+
+@pytest.mark.parametrize("printed", list(VERSIONS), ids=[v.strip() for v in VERSIONS])
+def test_a_version_line_reads_as_release_and_backend(printed: str) -> None:
+    version = IPTablesVersion.parse(printed)
+    assert (version.release, version.backend) == VERSIONS[printed]
+    assert version.text == str(version) == printed.strip()
+
+
+@pytest.mark.parametrize(
+    "printed",
+    ["", "hello", "iptables", "iptables v1.8", "iptables v1.8.9 (bpf)", "nft v1.0.6 (Lester Gooch #5)"],
+)
+def test_what_is_not_a_version_line_is_refused(printed: str) -> None:
+    with pytest.raises(ValueError, match="not an iptables version"):
+        IPTablesVersion.parse(printed)
+
+
+def test_versions_order_by_release_and_compare_with_tuples() -> None:
+    old, new = (
+        IPTablesVersion.parse("iptables v1.8.9 (nf_tables)"),
+        IPTablesVersion.parse("iptables v1.8.11 (legacy)"),
+    )
+    assert old < new and new > old and old <= old and new >= old
+    assert old < (1, 8, 11) <= new
+    assert new >= (1, 8) and not old >= (1, 8, 10)
+    assert sorted([new, old]) == [old, new]
+    assert old == IPTablesVersion.parse("iptables v1.8.9 (nf_tables)")
+    assert old.release == (1, 8, 9)
+    with pytest.raises(TypeError):
+        assert old < "1.8.11"  # type: ignore[operator]
+
+
 @pytest.mark.parametrize("bad", ["iptables", "nftables", ""])
 def test_unknown_backend_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="backend"):
@@ -217,9 +292,12 @@ async def test_save_refuses_a_table_it_cannot_represent(tmp_path: Path) -> None:
     script = tmp_path / "iptables-save"
     script.write_text("#!/bin/sh\necho \"# Table \\`filter' is incompatible, use 'nft' tool.\"\nexit 0\n")
     script.chmod(0o755)
-    client = Client(binaries=Binaries("/nonexistent/iptables", str(script), "/nonexistent/restore"))
+    client = Client(
+        backend="nft", binaries=Binaries("/nonexistent/iptables", str(script), "/nonexistent/restore")
+    )
     with pytest.raises(IPTablesError, match="incompatible") as caught:
         await client.save("filter")
+    assert caught.value.is_incompatible
     assert not caught.value.is_not_exist
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 import pytest
 
 from aioiptables import Client, FakeClient, FakeRunner, IPTablesError, Protocol
+from aioiptables.fake import DEFAULT_VERSION
 from aioiptables.parse import parse_listing
 from aioiptables.runner import Completed
 from aioiptables.syntax import join_tokens, split_printed
@@ -616,29 +623,158 @@ async def test_fake_client_builds_its_runner_on_its_backend() -> None:
         FakeRunner(backend="auto")  # type: ignore[arg-type]
 
 
-# -- as iptables 1.8.9 does it ---------------------------------------------------------------------
+# -- as each iptables version does it ---------------------------------------------------------------
 #
 # Each case runs its steps on the fake and on real iptables of the same backend (in the test's
-# own network namespace): every answer (exit status and stderr) and every listing must be the
-# same, and the last answer is the one measured and written down here.
+# own network namespace), the fake imitating the real one's version: every answer (exit status and
+# stderr) and every listing must be the same, and the last answer is the one measured and written
+# down here, for every version where it differs (measured on 1.8.7, 1.8.9, 1.8.11 and 1.8.13).
 
 Argv = tuple[str, ...]  # argv after the program, or ("restore", payload)
 Answer = tuple[int, str]  # exit status, stderr
+Version = tuple[int, int, int]
 VARIANT = {"nft": "nf_tables", "legacy": "legacy"}
 PROGS = {"nft": "iptables-nft-restore", "legacy": "iptables-restore"}
+V1_8_7, V1_8_9, V1_8_11, V1_8_13 = (1, 8, 7), (1, 8, 9), (1, 8, 11), (1, 8, 13)
+#: Where an expected message holds the version of the iptables that says it.
+VERSION = "vVERSION"
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
-def usage(backend: str, text: str, prog: str = "iptables") -> str:
+@dataclass(frozen=True)
+class Since(Generic[T]):
+    """What iptables versions differ in: each value holds from the version that keys it on."""
+
+    values: dict[Version, T]
+
+    def at(self, version: Version) -> T:
+        return self.values[max(since for since in self.values if since <= version)]
+
+    def map(self, change: Callable[[T], U]) -> Since[U]:
+        return Since({since: change(value) for since, value in self.values.items()})
+
+
+Text = str | Since[str]
+
+
+def ask_version(backend: str) -> Version:
+    """The version of this backend's iptables, as ``iptables-<backend> --version`` prints it."""
+    binary = shutil.which(f"iptables-{backend}", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if binary is None:
+        pytest.fail(f"iptables-{backend} is missing: apt-get install -y iptables")
+    printed = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"\bv(\d+)\.(\d+)\.(\d+)\b", printed)
+    if found is None:
+        pytest.fail(f"{binary} --version printed no version: {printed!r}")
+    major, minor, patch = map(int, found.groups())
+    return major, minor, patch
+
+
+@pytest.fixture(scope="session")
+def versions() -> Callable[[str], Version]:
+    """Each backend's iptables version, asked once a session (on first use)."""
+    return functools.cache(ask_version)
+
+
+@pytest.fixture
+def version(backend: str, versions: Callable[[str], Version]) -> Version:
+    """The version of the real iptables this test asks: the fake imitates that one."""
+    return versions(backend)
+
+
+def usage(backend: str, text: Text, prog: str = "iptables") -> Text:
     """A command line iptables refuses before touching any table (exit status 2)."""
-    head = text if text.startswith("Bad argument") else f"{prog} v1.8.9 ({VARIANT[backend]}): {text}"
+    if isinstance(text, Since):
+        return text.map(lambda each: str(usage(backend, each, prog)))
+    head = text if text.startswith("Bad argument") else f"{prog} {VERSION} ({VARIANT[backend]}): {text}"
     return f"{head}\nTry `{prog} -h' or '{prog} --help' for more information."
 
 
-def restore_usage(backend: str, text: str, line: int) -> str:
+def restore_usage(backend: str, text: Text, line: int) -> Text:
     """A restore line iptables-restore refuses while reading it (exit status 2)."""
-    prog = "iptables-nft-restore" if backend == "nft" else "iptables-restore"
-    head = text if text.startswith("Bad argument") else f"{prog} v1.8.9 ({VARIANT[backend]}): {text}"
+    if isinstance(text, Since):
+        return text.map(lambda each: str(restore_usage(backend, each, line)))
+    prog = PROGS[backend]
+    head = text if text.startswith("Bad argument") else f"{prog} {VERSION} ({VARIANT[backend]}): {text}"
     return f"{head}\nError occurred at line: {line}\nTry `{prog} -h' or '{prog} --help' for more information."
+
+
+def blank_line_on_1_8_7(text: str) -> Since[str]:
+    """A usage message 1.8.7 ends with a newline: a blank line before ``Try ...``."""
+    return Since({V1_8_7: text + "\n", V1_8_9: text})
+
+
+#: -j where a command takes no rule; since 1.8.11 an option is named by its long name.
+ILLEGAL_JUMP = Since(
+    {
+        V1_8_7: "Illegal option `-j' with this command\n",
+        V1_8_9: "Illegal option `-j' with this command",
+        V1_8_11: "Illegal option `--jump' with this command",
+    }
+)
+
+
+def cant_use(flag: str, chain: str) -> Since[str]:
+    """-i or -o where packets cannot have one: since 1.8.11 by its long name, without the
+    blank line."""
+    long = {"-i": "--in-interface", "-o": "--out-interface"}[flag]
+    return Since({V1_8_7: f"Can't use {flag} with {chain}\n", V1_8_11: f"Can't use {long} with {chain}"})
+
+
+def nft_refused(line: int, why: str, commit: int) -> Since[Answer]:
+    """iptables-nft-restore's words for a line it refuses: its number and why; on 1.8.7 the
+    ``COMMIT`` line's number and no reason."""
+    return Since(
+        {
+            V1_8_7: (1, f"iptables-nft-restore: line {commit} failed"),
+            V1_8_9: (1, f"iptables-nft-restore: line {line} failed: {why}"),
+        }
+    )
+
+
+NFT_RESTORE = f"iptables-nft-restore {VERSION} (nf_tables): "
+
+
+def nft_kernel(*refused: tuple[int, str], commit: int) -> Since[Answer]:
+    """iptables-nft-restore's words for the lines nf_tables refused (exit status 4): each by
+    its number; on 1.8.7 by the ``COMMIT`` line's."""
+    return Since(
+        {
+            V1_8_7: (4, NFT_RESTORE + "".join(f"\nline {commit}: {what}" for _, what in refused)),
+            V1_8_9: (4, NFT_RESTORE + "".join(f"\nline {n}: {what}" for n, what in refused)),
+        }
+    )
+
+
+def nft_busy(chain: str) -> Since[Answer]:
+    """iptables-nft's words for deleting a chain that holds rules or is jumped to."""
+    head = f"iptables {VERSION} (nf_tables): "
+    return Since(
+        {
+            V1_8_7: (4, f"{head} CHAIN_USER_DEL failed (Device or resource busy): chain {chain}"),
+            V1_8_9: (4, f"{head} CHAIN_DEL failed (Device or resource busy): chain {chain}"),
+        }
+    )
+
+
+#: iptables-nft 1.8.7 prints the rule a -C finds, as -L -v would: the fake does not.
+NFT_CHECK_PRINTS_THE_RULE = Since({V1_8_7: True, V1_8_9: False})
+
+
+def expected(value: Any, backend: str, version: Version) -> Any:
+    """What ``value`` expects of this backend and version: a :class:`Since` read at
+    ``version``, a dict by ``backend``, :data:`VERSION` written out, in an answer at any depth."""
+    if isinstance(value, Since):
+        return expected(value.at(version), backend, version)
+    if isinstance(value, dict):
+        return expected(value[backend], backend, version)
+    if isinstance(value, tuple):
+        return tuple(expected(part, backend, version) for part in value)
+    if isinstance(value, str):
+        return value.replace(VERSION, "v" + ".".join(map(str, version)))
+    return value
 
 
 def said(done: Completed) -> Answer:
@@ -650,12 +786,20 @@ def listed(done: Completed) -> list[list[str] | str]:
     return [split_printed(line) or line for line in done.stdout.splitlines() if not line.startswith("#")]
 
 
-async def on_both(netns: str, backend: str, proto: Protocol, steps: list[Argv]) -> list[Completed]:
-    """Run ``steps`` on real iptables and on a fake of the same backend; every answer must be
-    the same. Returns the fake's answers."""
+def checks(step: Argv) -> bool:
+    """Whether a step runs a -C (alone or in a restore)."""
+    return step[0] == "-C" or (step[0] == "restore" and "\n-C " in step[1])
+
+
+async def on_both(
+    netns: str, backend: str, proto: Protocol, steps: list[Argv], version: Version
+) -> list[Completed]:
+    """Run ``steps`` on real iptables and on a fake of the same backend and version; every
+    answer must be the same. Returns the fake's answers."""
     real = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
-    fake = FakeRunner(backend="nft" if backend == "nft" else "legacy")
+    fake = FakeRunner(backend="nft" if backend == "nft" else "legacy", version=version)
     program = proto.command
+    printing_check = backend == "nft" and NFT_CHECK_PRINTS_THE_RULE.at(version)
     answers = []
     for step in [*steps, ("-S",)]:
         if step[0] == "restore":
@@ -666,13 +810,13 @@ async def on_both(netns: str, backend: str, proto: Protocol, steps: list[Argv]) 
             theirs = await real.runner.run([real.binaries.iptables, "-w", "5", *step])
             ours = await fake.run([program, *step])
         assert said(ours) == said(theirs), f"{step}: iptables-{backend} and the fake answer otherwise"
-        assert listed(ours) == listed(theirs), f"{step}: iptables-{backend} and the fake list otherwise"
+        if printing_check and checks(step):
+            # What it printed is not compared: only that it printed exactly when it found the rule.
+            assert (ours.stdout, bool(theirs.stdout)) == ("", theirs.exit_status == 0), step
+        else:
+            assert listed(ours) == listed(theirs), f"{step}: iptables-{backend} and the fake list otherwise"
         answers.append(ours)
     return answers[:-1]
-
-
-def expected(value: Answer | dict[str, Answer], backend: str) -> Answer:
-    return value[backend] if isinstance(value, dict) else value
 
 
 OK: Answer = (0, "")
@@ -686,23 +830,39 @@ ON_BOTH = pytest.mark.parametrize("anyio_backend", ["asyncio"])  # one event loo
 @pytest.mark.parametrize(
     ("option", "value", "kept"),
     [
-        pytest.param("--log-prefix", "p" * 40, {"nft": 29, "legacy": 29}, id="log-prefix-29-bytes"),
-        pytest.param("--comment", "c" * 300, {"nft": 255, "legacy": 255}, id="comment-255-bytes"),
-        pytest.param("--nflog-prefix", "n" * 100, {"nft": 100, "legacy": 63}, id="nflog-prefix-63-on-legacy"),
-        pytest.param("--nflog-prefix", "n" * 150, {"nft": 127, "legacy": 63}, id="nflog-prefix-127-on-nft"),
+        pytest.param("--log-prefix", "p" * 40, 29, id="log-prefix-29-bytes"),
+        pytest.param("--comment", "c" * 300, 255, id="comment-255-bytes"),
+        pytest.param(
+            "--nflog-prefix",
+            "n" * 100,
+            {"nft": Since({V1_8_7: 63, V1_8_9: 100}), "legacy": 63},
+            id="nflog-prefix-63-on-legacy-and-nft-1.8.7",
+        ),
+        pytest.param(
+            "--nflog-prefix",
+            "n" * 150,
+            {"nft": Since({V1_8_7: 63, V1_8_9: 127}), "legacy": 63},
+            id="nflog-prefix-127-on-nft-since-1.8.9",
+        ),
     ],
 )
 async def test_the_kernel_keeps_so_many_bytes_of_a_value(
-    netns: str, backend: str, proto: Protocol, option: str, value: str, kept: dict[str, int]
+    netns: str,
+    backend: str,
+    proto: Protocol,
+    version: Version,
+    option: str,
+    value: str,
+    kept: int | dict[str, int | Since[int]],
 ) -> None:
     target = {"--log-prefix": ("-j", "LOG"), "--nflog-prefix": ("-j", "NFLOG")}.get(option, ACCEPT)
     head = ("-m", "comment") if option == "--comment" else ()
     spec = (*head, option, value) if option == "--comment" else (*target, option, value)
     spec = (*spec, *target) if option == "--comment" else spec
-    answers = await on_both(netns, backend, proto, [("-A", "INPUT", *spec), ("-S", "INPUT")])
+    answers = await on_both(netns, backend, proto, [("-A", "INPUT", *spec), ("-S", "INPUT")], version)
     printed = split_printed(answers[-1].stdout.splitlines()[-1])
     assert printed is not None
-    assert printed[printed.index(option) + 1] == value[: kept[backend]]
+    assert printed[printed.index(option) + 1] == value[: expected(kept, backend, version)]
 
 
 @ON_BOTH
@@ -715,7 +875,7 @@ async def test_the_kernel_keeps_so_many_bytes_of_a_value(
     ],
 )
 async def test_a_value_cut_inside_a_character_reads_back_with_a_replacement_character(
-    netns: str, backend: str, option: str, value: str, printed: str
+    netns: str, backend: str, version: Version, option: str, value: str, printed: str
 ) -> None:
     target = ("-j", "LOG") if option == "--log-prefix" else ACCEPT
     spec = (*target, option, value) if option == "--log-prefix" else ("-m", "comment", option, value, *ACCEPT)
@@ -727,7 +887,7 @@ async def test_a_value_cut_inside_a_character_reads_back_with_a_replacement_char
         ("-C", "INPUT", *spec),  # what was given is cut again the same way: found
         ("-D", "INPUT", *spec),
     ]
-    answers = await on_both(netns, backend, V4, steps)
+    answers = await on_both(netns, backend, V4, steps, version)
     listing = split_printed(answers[1].stdout.splitlines()[-1])
     assert listing is not None and printed in listing
     assert answers[2].exit_status == 1
@@ -741,73 +901,81 @@ async def test_a_value_cut_inside_a_character_reads_back_with_a_replacement_char
 @pytest.mark.parametrize(
     ("steps", "answer"),
     [
-        pytest.param([("-A", "INPUT", "-o", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="out-in-input"),
-        pytest.param(
-            [("-A", "OUTPUT", "-i", "eth0", *ACCEPT)], "Can't use -i with OUTPUT", id="in-in-output"
-        ),
+        pytest.param([("-A", "INPUT", "-o", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="out-in-input"),
+        pytest.param([("-A", "OUTPUT", "-i", "eth0", *ACCEPT)], cant_use("-i", "OUTPUT"), id="in-in-output"),
         pytest.param(
             [("-t", "nat", "-A", "PREROUTING", "-o", "eth0", *ACCEPT)],
-            "Can't use -o with PREROUTING",
+            cant_use("-o", "PREROUTING"),
             id="out-in-prerouting",
         ),
         pytest.param(
             [("-t", "nat", "-A", "POSTROUTING", "-i", "eth0", *ACCEPT)],
-            "Can't use -i with POSTROUTING",
+            cant_use("-i", "POSTROUTING"),
             id="in-in-postrouting",
         ),
-        pytest.param([("-A", "INPUT", "!", "-o", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="negated"),
+        pytest.param([("-A", "INPUT", "!", "-o", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="negated"),
         pytest.param(
-            [("-A", "INPUT", "--out-interface", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="long-option"
+            [("-A", "INPUT", "--out-interface", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="long-option"
         ),
-        pytest.param([("-I", "INPUT", "1", "-o", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="insert"),
-        pytest.param([("-C", "INPUT", "-o", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="check"),
-        pytest.param([("-D", "INPUT", "-o", "eth0", *ACCEPT)], "Can't use -o with INPUT", id="delete"),
+        pytest.param([("-I", "INPUT", "1", "-o", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="insert"),
+        pytest.param([("-C", "INPUT", "-o", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="check"),
+        pytest.param([("-D", "INPUT", "-o", "eth0", *ACCEPT)], cant_use("-o", "INPUT"), id="delete"),
         pytest.param([("-A", "NOPE", "-o", "eth0", *ACCEPT)], None, id="any-other-chain-name-is-not-judged"),
-        pytest.param([("-A", "INPUT", "-i", "eth0", *ACCEPT)], "", id="in-in-input"),
-        pytest.param([("-A", "FORWARD", "-i", "eth0", "-o", "eth1", *ACCEPT)], "", id="both-in-forward"),
+        pytest.param([("-A", "INPUT", "-i", "eth0", *ACCEPT)], OK, id="in-in-input"),
+        pytest.param([("-A", "FORWARD", "-i", "eth0", "-o", "eth1", *ACCEPT)], OK, id="both-in-forward"),
         pytest.param(
-            [("-A", "INPUT", "-m", "comment", "--comment", "-o", *ACCEPT)], "", id="a-comment-saying-o"
+            [("-A", "INPUT", "-m", "comment", "--comment", "-o", *ACCEPT)], OK, id="a-comment-saying-o"
         ),
         pytest.param(
             [("-N", "SM-A"), ("-A", "SM-A", "-o", "eth0", *ACCEPT), ("-A", "INPUT", "-j", "SM-A")],
-            "",
+            OK,
             id="user-chain-jumped-to-from-input",
         ),
     ],
 )
 async def test_an_interface_option_where_packets_cannot_have_one_is_refused_by_the_chain_name(
-    netns: str, backend: str, proto: Protocol, steps: list[Argv], answer: str | None
+    netns: str,
+    backend: str,
+    proto: Protocol,
+    version: Version,
+    steps: list[Argv],
+    answer: Since[str] | Answer | None,
 ) -> None:
-    answers = await on_both(netns, backend, proto, steps)
+    answers = await on_both(netns, backend, proto, steps, version)
     if answer is None:  # not a builtin chain's name: only the missing chain is refused
         assert answers[-1].exit_status == 1
-    elif answer:
-        prog = proto.command
-        assert said(answers[-1]) == (2, usage(backend, answer + "\n", prog))
+    elif isinstance(answer, Since):
+        refusal = (2, usage(backend, answer, proto.command))
+        assert said(answers[-1]) == expected(refusal, backend, version)
     else:
         assert said(answers[-1]) == OK
 
 
 @ON_BOTH
-async def test_an_interface_option_refused_in_a_restore_names_its_line(netns: str, backend: str) -> None:
+async def test_an_interface_option_refused_in_a_restore_names_its_line(
+    netns: str, backend: str, version: Version
+) -> None:
     payload = "*filter\n-A INPUT -s 10.0.0.1 -j ACCEPT\n-A INPUT -o eth0 -j ACCEPT\nCOMMIT\n"
-    answers = await on_both(netns, backend, V4, [("restore", payload)])
-    assert said(answers[0]) == (2, restore_usage(backend, "Can't use -o with INPUT\n", 3))
+    answers = await on_both(netns, backend, V4, [("restore", payload)], version)
+    refusal = (2, restore_usage(backend, cant_use("-o", "INPUT"), 3))
+    assert said(answers[0]) == expected(refusal, backend, version)
 
 
 # -- the order chains are listed in ------------------------------------------------------------------
 
 
 @ON_BOTH
-async def test_user_chains_are_listed_and_saved_in_byte_order(netns: str, backend: str) -> None:
+async def test_user_chains_are_listed_and_saved_in_byte_order(
+    netns: str, backend: str, version: Version
+) -> None:
     made = ["b", "B", "a-b", "a_b", "a.b", "SM-C", "SM-A", "_x", "1", "aa", "a", "a+"]
     answers = await on_both(
-        netns, backend, V4, [*(("-N", name) for name in made), ("-S",), ("-E", "SM-A", "zz")]
+        netns, backend, V4, [*(("-N", name) for name in made), ("-S",), ("-E", "SM-A", "zz")], version
     )
     order = ["1", "B", "SM-A", "SM-C", "_x", "a", "a+", "a-b", "a.b", "a_b", "aa", "b"]
     assert [line.split()[1] for line in answers[-2].stdout.splitlines()][3:] == order
     real = Client(V4, backend=backend, netns=netns)  # type: ignore[arg-type]
-    fake = FakeClient(backend=backend)
+    fake = FakeClient(backend=backend, version=version)
     for name in made:
         await fake.new_chain("filter", name)
     await fake.rename_chain("filter", "SM-A", "zz")  # as on the real side: listed by its new name
@@ -836,7 +1004,7 @@ LEGACY_LOOP: Answer = (1, "iptables: Too many levels of symbolic links.")
 
 
 def nft_loop(command: str, chain: str) -> Answer:
-    return 4, f"iptables v1.8.9 (nf_tables):  {command} failed (Too many links): rule in chain {chain}"
+    return 4, f"iptables {VERSION} (nf_tables):  {command} failed (Too many links): rule in chain {chain}"
 
 
 def nested(depth: int) -> list[Argv]:
@@ -904,16 +1072,15 @@ def nested(depth: int) -> list[Argv]:
     ],
 )
 async def test_a_rule_that_lets_a_builtin_chain_reach_a_loop_is_refused(
-    netns: str, backend: str, steps: list[Argv], answer: Answer | dict[str, Answer]
+    netns: str, backend: str, version: Version, steps: list[Argv], answer: Answer | dict[str, Answer]
 ) -> None:
-    answers = await on_both(netns, backend, V4, steps)
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, steps, version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 LOOP_PAYLOAD = (
     "*filter\n:SM-A - [0:0]\n:SM-B - [0:0]\n-A SM-A -s 10.0.0.1 -j SM-B\n-A SM-B -s 10.0.0.2 -j SM-A\n"
 )
-NFT_RESTORE = "iptables-nft-restore v1.8.9 (nf_tables): "
 
 
 @ON_BOTH
@@ -924,10 +1091,7 @@ NFT_RESTORE = "iptables-nft-restore v1.8.9 (nf_tables): "
             LOOP_PAYLOAD + "-A INPUT -j SM-A\nCOMMIT\n",
             {
                 "legacy": (1, "iptables-restore: line 7 failed"),
-                "nft": (
-                    4,
-                    NFT_RESTORE + "\nline 6: RULE_APPEND failed (Too many links): rule in chain INPUT",
-                ),
+                "nft": nft_kernel((6, "RULE_APPEND failed (Too many links): rule in chain INPUT"), commit=7),
             },
             id="legacy-names-the-commit-nft-the-rule",
         ),
@@ -935,11 +1099,10 @@ NFT_RESTORE = "iptables-nft-restore v1.8.9 (nf_tables): "
             LOOP_PAYLOAD + "-A INPUT -j SM-A\n-A OUTPUT -j ACCEPT\nCOMMIT\n",
             {
                 "legacy": (1, "iptables-restore: line 8 failed"),
-                "nft": (
-                    4,
-                    NFT_RESTORE
-                    + "\nline 6: RULE_APPEND failed (Too many links): rule in chain INPUT"
-                    + "\nline 7: RULE_APPEND failed (Too many links): rule in chain OUTPUT",
+                "nft": nft_kernel(
+                    (6, "RULE_APPEND failed (Too many links): rule in chain INPUT"),
+                    (7, "RULE_APPEND failed (Too many links): rule in chain OUTPUT"),
+                    commit=8,
                 ),
             },
             id="nft-refuses-every-rule-added-after",
@@ -953,10 +1116,14 @@ NFT_RESTORE = "iptables-nft-restore v1.8.9 (nf_tables): "
     ],
 )
 async def test_a_restore_that_lets_a_builtin_chain_reach_a_loop_is_refused_whole(
-    netns: str, backend: str, payload: str, answer: dict[str, Answer] | Answer
+    netns: str,
+    backend: str,
+    version: Version,
+    payload: str,
+    answer: dict[str, Answer | Since[Answer]] | Answer,
 ) -> None:
-    answers = await on_both(netns, backend, V4, [("-A", "FORWARD", *DROP), ("restore", payload)])
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, [("-A", "FORWARD", *DROP), ("restore", payload)], version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 # -- words a command does not take --------------------------------------------------------------------
@@ -975,10 +1142,10 @@ EXTRA_SETUP: list[Argv] = [("-N", "SM-A"), ("-A", "INPUT", *ACCEPT)]
         pytest.param(("-E", "SM-A", "SM-B", "extra"), "Bad argument `extra'", id="rename"),
         pytest.param(("-P", "INPUT", "DROP", "extra"), "Bad argument `extra'", id="policy"),
         pytest.param(("-D", "INPUT", "1", "extra"), "Bad argument `extra'", id="delete-by-number"),
-        pytest.param(
-            ("-D", "INPUT", "1", *ACCEPT), "Illegal option `-j' with this command", id="number-and-rule"
-        ),
-        pytest.param(("-F", "INPUT", *ACCEPT), "Illegal option `-j' with this command", id="flush-and-rule"),
+        pytest.param(("-D", "INPUT", "1", *ACCEPT), ILLEGAL_JUMP, id="number-and-rule"),
+        pytest.param(("-F", "INPUT", *ACCEPT), ILLEGAL_JUMP, id="flush-and-rule"),
+        pytest.param(("-F", "INPUT", "--jump", "ACCEPT"), ILLEGAL_JUMP, id="flush-and-long-jump"),
+        pytest.param(("-F", "INPUT", "-g", "SM-A"), ILLEGAL_JUMP, id="flush-and-goto"),
         pytest.param(("-S", "INPUT", "extra"), "Invalid rule number `extra'", id="list-takes-a-rule-number"),
         pytest.param(("-S", "INPUT", "0"), "Invalid rule number `0'", id="rule-numbers-start-at-1"),
         pytest.param(("-S", "INPUT", "1", "2"), "Bad argument `2'", id="list-of-two-rules"),
@@ -986,10 +1153,10 @@ EXTRA_SETUP: list[Argv] = [("-N", "SM-A"), ("-A", "INPUT", *ACCEPT)]
     ],
 )
 async def test_a_word_a_command_does_not_take_is_refused(
-    netns: str, backend: str, step: Argv, text: str
+    netns: str, backend: str, version: Version, step: Argv, text: Text
 ) -> None:
-    answers = await on_both(netns, backend, V4, [*EXTRA_SETUP, step])
-    assert said(answers[-1]) == (2, usage(backend, text))
+    answers = await on_both(netns, backend, V4, [*EXTRA_SETUP, step], version)
+    assert said(answers[-1]) == expected((2, usage(backend, text)), backend, version)
 
 
 @ON_BOTH
@@ -1002,9 +1169,9 @@ async def test_a_word_a_command_does_not_take_is_refused(
     ],
 )
 async def test_a_rule_number_is_read_as_iptables_reads_it(
-    netns: str, backend: str, steps: list[Argv], answer: Answer
+    netns: str, backend: str, version: Version, steps: list[Argv], answer: Answer
 ) -> None:
-    answers = await on_both(netns, backend, V4, [*EXTRA_SETUP, *steps])
+    answers = await on_both(netns, backend, V4, [*EXTRA_SETUP, *steps], version)
     assert said(answers[-1]) == answer
 
 
@@ -1017,7 +1184,10 @@ async def test_a_rule_number_is_read_as_iptables_reads_it(
         pytest.param(":INPUT DROP", OK, id="a-policy-without-counters"),
         pytest.param(
             ":SM-A",
-            {b: (2, restore_usage(b, f"{p}: line 2 policy invalid", 2)) for b, p in PROGS.items()},
+            {
+                b: (2, restore_usage(b, blank_line_on_1_8_7(f"{p}: line 2 policy invalid"), 2))
+                for b, p in PROGS.items()
+            },
             id="a-chain-line-without-a-policy",
         ),
         pytest.param(
@@ -1026,7 +1196,7 @@ async def test_a_rule_number_is_read_as_iptables_reads_it(
                 "nft": OK,
                 "legacy": (
                     1,
-                    "iptables-restore v1.8.9 (legacy): Can't set policy `ACCEPT' on `SM-A' line 2: "
+                    f"iptables-restore {VERSION} (legacy): Can't set policy `ACCEPT' on `SM-A' line 2: "
                     "Bad built-in chain name",
                 ),
             },
@@ -1035,10 +1205,10 @@ async def test_a_rule_number_is_read_as_iptables_reads_it(
         pytest.param(
             ":INPUT BOGUS [0:0]",
             {
-                "nft": (1, "iptables-nft-restore: line 2 failed: Bad policy name."),
+                "nft": nft_refused(2, "Bad policy name.", commit=3),
                 "legacy": (
                     1,
-                    "iptables-restore v1.8.9 (legacy): Can't set policy `BOGUS' on `INPUT' line 2: Bad policy name",
+                    f"iptables-restore {VERSION} (legacy): Can't set policy `BOGUS' on `INPUT' line 2: Bad policy name",
                 ),
             },
             id="a-policy-iptables-does-not-know",
@@ -1061,10 +1231,10 @@ async def test_a_rule_number_is_read_as_iptables_reads_it(
     ],
 )
 async def test_a_restore_line_is_read_as_iptables_restore_reads_it(
-    netns: str, backend: str, line: str, answer: Answer | dict[str, Answer]
+    netns: str, backend: str, version: Version, line: str, answer: Answer | dict[str, Any]
 ) -> None:
-    answers = await on_both(netns, backend, V4, [("restore", f"*filter\n{line}\nCOMMIT\n")])
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, [("restore", f"*filter\n{line}\nCOMMIT\n")], version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 # -- what else iptables says otherwise than one would guess ------------------------------------------------
@@ -1090,18 +1260,22 @@ BAD_RULE = (1, "iptables: Bad rule (does a matching rule exist in that chain?)."
     ],
 )
 async def test_a_rule_looked_for_in_vain_is_worded_by_backend_and_target(
-    netns: str, backend: str, steps: list[Argv], answer: Answer | dict[str, Answer]
+    netns: str, backend: str, version: Version, steps: list[Argv], answer: Answer | dict[str, Answer]
 ) -> None:
-    answers = await on_both(netns, backend, V4, steps)
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, steps, version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 @ON_BOTH
 @pytest.mark.parametrize("target", ["NOPE", "ACCEPT"])
-async def test_a_goto_must_name_a_chain(netns: str, backend: str, target: str) -> None:
-    answers = await on_both(netns, backend, V4, [("-A", "INPUT", "-g", target)])
-    text = f"goto '{target}' is not a chain" if backend == "legacy" else f"Chain '{target}' does not exist"
-    assert said(answers[-1]) == (2, usage(backend, text))
+async def test_a_goto_must_name_a_chain(netns: str, backend: str, version: Version, target: str) -> None:
+    answers = await on_both(netns, backend, V4, [("-A", "INPUT", "-g", target)], version)
+    text: Text = (
+        blank_line_on_1_8_7(f"goto '{target}' is not a chain")
+        if backend == "legacy"
+        else f"Chain '{target}' does not exist"
+    )
+    assert said(answers[-1]) == expected((2, usage(backend, text)), backend, version)
 
 
 @ON_BOTH
@@ -1110,24 +1284,12 @@ async def test_a_goto_must_name_a_chain(netns: str, backend: str, target: str) -
     [
         pytest.param(
             [("-N", "X"), ("-N", "Y"), ("-A", "INPUT", "-j", "Y"), ("-X",)],
-            {
-                "legacy": (1, "iptables: Too many links."),
-                "nft": (
-                    4,
-                    "iptables v1.8.9 (nf_tables):  CHAIN_DEL failed (Device or resource busy): chain Y",
-                ),
-            },
+            {"legacy": (1, "iptables: Too many links."), "nft": nft_busy("Y")},
             id="one-chain-referenced-keeps-them-all",
         ),
         pytest.param(
             [("-N", "X"), ("-N", "Y"), ("-A", "Y", *DROP), ("-X",)],
-            {
-                "legacy": (1, "iptables: Directory not empty."),
-                "nft": (
-                    4,
-                    "iptables v1.8.9 (nf_tables):  CHAIN_DEL failed (Device or resource busy): chain Y",
-                ),
-            },
+            {"legacy": (1, "iptables: Directory not empty."), "nft": nft_busy("Y")},
             id="one-chain-not-empty-keeps-them-all",
         ),
         pytest.param(
@@ -1140,9 +1302,15 @@ async def test_a_goto_must_name_a_chain(netns: str, backend: str, target: str) -
             [("-S", "NOPE")],
             {
                 "legacy": NOT_FOUND,
-                "nft": (
-                    1,
-                    "iptables v1.8.9 (nf_tables): chain `NOPE' in table `filter' is incompatible, use 'nft' tool.",
+                "nft": Since(
+                    {
+                        V1_8_7: (
+                            1,
+                            f"iptables {VERSION} (nf_tables): chain `NOPE' in table `filter' is incompatible, "
+                            "use 'nft' tool.",
+                        ),
+                        V1_8_11: NOT_FOUND,
+                    }
                 ),
             },
             id="listing-a-missing-chain",
@@ -1150,10 +1318,10 @@ async def test_a_goto_must_name_a_chain(netns: str, backend: str, target: str) -
     ],
 )
 async def test_chain_commands_answer_as_iptables_does(
-    netns: str, backend: str, steps: list[Argv], answer: Answer | dict[str, Answer]
+    netns: str, backend: str, version: Version, steps: list[Argv], answer: Answer | dict[str, Any]
 ) -> None:
-    answers = await on_both(netns, backend, V4, steps)
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, steps, version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 SETUP_KILO: list[Argv] = [("-A", "INPUT", "-s", "10.0.0.1", *ACCEPT)]
@@ -1166,17 +1334,12 @@ FAILING_RESTORE = "*filter\n:KILO - [0:0]\n-A INPUT -j KILO\n-F INPUT\n{}\n-A IN
     [
         pytest.param(
             "-D INPUT -j DROP",
-            {
-                "nft": (
-                    1,
-                    "iptables-nft-restore: line 5 failed: Bad rule (does a matching rule exist in that chain?).",
-                )
-            },
+            {"nft": nft_refused(5, "Bad rule (does a matching rule exist in that chain?).", commit=7)},
             id="delete-of-missing-rule",
         ),
         pytest.param(
             "-A NOPE -j ACCEPT",
-            {"nft": (1, "iptables-nft-restore: line 5 failed: No chain/target/match by that name.")},
+            {"nft": nft_refused(5, NO_CHAIN, commit=7)},
             id="append-to-missing-chain",
         ),
         pytest.param(
@@ -1192,22 +1355,23 @@ FAILING_RESTORE = "*filter\n:KILO - [0:0]\n-A INPUT -j KILO\n-F INPUT\n{}\n-A IN
         ),
         pytest.param(
             "-N KILO",
-            {"nft": (1, "iptables-nft-restore: line 5 failed: Chain already exists.")},
+            {"nft": nft_refused(5, "Chain already exists.", commit=7)},
             id="new-chain-declared-already",
         ),
         pytest.param(
             "-I INPUT 9 -j ACCEPT",
-            {"nft": (1, "iptables-nft-restore: line 5 failed: Index of insertion too big.")},
+            {"nft": nft_refused(5, "Index of insertion too big.", commit=7)},
             id="insert-too-far",
         ),
     ],
 )
 async def test_a_failing_restore_line_leaves_the_table_as_it_was(
-    netns: str, backend: str, bad_line: str, answer: dict[str, Answer]
+    netns: str, backend: str, version: Version, bad_line: str, answer: dict[str, Any]
 ) -> None:
     steps: list[Argv] = [*SETUP_KILO, ("-S",), ("restore", FAILING_RESTORE.format(bad_line)), ("-S",)]
-    answers = await on_both(netns, backend, V4, steps)
-    assert said(answers[2]) == answer.get(backend, (1, "iptables-restore: line 5 failed"))
+    answers = await on_both(netns, backend, V4, steps, version)
+    legacy: Answer = (1, "iptables-restore: line 5 failed")
+    assert said(answers[2]) == expected(answer.get(backend, legacy), backend, version)
     assert answers[3].stdout == answers[1].stdout
 
 
@@ -1223,10 +1387,8 @@ async def test_a_failing_restore_line_leaves_the_table_as_it_was(
         pytest.param(
             "*filter\n:SM-B - [0:0]\n-D SM-B -j DROP\nCOMMIT\n",
             {
-                "nft": (
-                    4,
-                    NFT_RESTORE
-                    + "\nline 3: RULE_DELETE failed (No such file or directory): rule in chain SM-B",
+                "nft": nft_kernel(
+                    (3, "RULE_DELETE failed (No such file or directory): rule in chain SM-B"), commit=4
                 )
             },
             id="deleting-a-rule-flushed-fails-in-the-kernel",
@@ -1239,7 +1401,7 @@ async def test_a_failing_restore_line_leaves_the_table_as_it_was(
         pytest.param(
             "*filter\n-F SM-B\n-I SM-B 2 -j ACCEPT\nCOMMIT\n",
             {
-                "nft": (1, "iptables-nft-restore: line 3 failed: Index of insertion too big."),
+                "nft": nft_refused(3, "Index of insertion too big.", commit=4),
                 "legacy": (1, "iptables-restore: line 3 failed"),
             },
             id="a-flush-flushes-at-once",
@@ -1247,11 +1409,12 @@ async def test_a_failing_restore_line_leaves_the_table_as_it_was(
     ],
 )
 async def test_an_nft_restore_flushes_a_declared_chain_only_at_commit(
-    netns: str, backend: str, payload: str, answer: dict[str, Answer]
+    netns: str, backend: str, version: Version, payload: str, answer: dict[str, Any]
 ) -> None:
     setup: list[Argv] = [("-N", "SM-B"), ("-A", "SM-B", *DROP)]
-    answers = await on_both(netns, backend, V4, [*setup, ("restore", payload)])
-    assert said(answers[-1]) == answer.get(backend, (1, "iptables-restore: line 3 failed"))
+    answers = await on_both(netns, backend, V4, [*setup, ("restore", payload)], version)
+    legacy: Answer = (1, "iptables-restore: line 3 failed")
+    assert said(answers[-1]) == expected(answer.get(backend, legacy), backend, version)
 
 
 @ON_BOTH
@@ -1283,11 +1446,19 @@ async def test_an_nft_restore_flushes_a_declared_chain_only_at_commit(
             {
                 "nft": (
                     2,
-                    restore_usage("nft", "iptables-nft-restore: line 1 table name 'bogus' invalid", 1),
+                    restore_usage(
+                        "nft",
+                        blank_line_on_1_8_7("iptables-nft-restore: line 1 table name 'bogus' invalid"),
+                        1,
+                    ),
                 ),
                 "legacy": (
                     2,
-                    restore_usage("legacy", "iptables-restore: unable to initialize table 'bogus'", 1),
+                    restore_usage(
+                        "legacy",
+                        blank_line_on_1_8_7("iptables-restore: unable to initialize table 'bogus'"),
+                        1,
+                    ),
                 ),
             },
             id="an-unknown-table",
@@ -1300,19 +1471,19 @@ async def test_an_nft_restore_flushes_a_declared_chain_only_at_commit(
     ],
 )
 async def test_a_restore_payload_is_read_as_iptables_restore_reads_it(
-    netns: str, backend: str, payload: str, answer: Answer | dict[str, Answer]
+    netns: str, backend: str, version: Version, payload: str, answer: Answer | dict[str, Any]
 ) -> None:
-    answers = await on_both(netns, backend, V4, [("restore", payload)])
-    assert said(answers[-1]) == expected(answer, backend)
+    answers = await on_both(netns, backend, V4, [("restore", payload)], version)
+    assert said(answers[-1]) == expected(answer, backend, version)
 
 
 @ON_BOTH
 async def test_a_client_sees_the_same_loop_refusal_on_the_fake_as_on_iptables(
-    netns: str, backend: str
+    netns: str, backend: str, version: Version
 ) -> None:
     # The same error, and as many processes (nft exits 4, which a client may try again).
     real = Client(V4, backend=backend, netns=netns)  # type: ignore[arg-type]
-    fake = FakeClient(backend=backend)
+    fake = FakeClient(backend=backend, version=version)
     caught = []
     for client in (real, fake):
         with pytest.raises(IPTablesError) as error:
@@ -1322,14 +1493,399 @@ async def test_a_client_sees_the_same_loop_refusal_on_the_fake_as_on_iptables(
 
 
 @ON_BOTH
-async def test_only_ip6tables_legacy_checks_a_log_rule_without_its_prefix(
-    netns: str, backend: str, proto: Protocol
+async def test_only_ip6tables_legacy_1_8_9_checks_a_log_rule_without_its_prefix(
+    netns: str, backend: str, proto: Protocol, version: Version
 ) -> None:
     steps: list[Argv] = [
         ("-A", "OUTPUT", "-j", "LOG", "--log-prefix", "a"),
         ("-C", "OUTPUT", "-j", "LOG", "--log-prefix", "b"),
         ("-D", "OUTPUT", "-j", "LOG", "--log-prefix", "b"),
     ]
-    answers = await on_both(netns, backend, proto, steps)
-    quirk = backend == "legacy" and proto is V6
+    answers = await on_both(netns, backend, proto, steps, version)
+    quirk = (
+        backend == "legacy"
+        and proto is V6
+        and Since({V1_8_7: False, V1_8_9: True, V1_8_11: False}).at(version)
+    )
     assert [a.exit_status for a in answers] == [0, 0 if quirk else 1, 1]
+
+
+# -- the version imitated ----------------------------------------------------------------------------
+
+
+@ON_BOTH
+@pytest.mark.parametrize(
+    "specs",
+    [
+        pytest.param(
+            [("-p", "tcp"), ("-p", "tcp", *ACCEPT), ("-i", "eth0")], id="rules-with-and-without-a-target"
+        ),
+        pytest.param([()], id="a-rule-of-nothing"),
+        pytest.param(
+            [("-j", "NFLOG", "--nflog-prefix", "abc"), ("-m", "comment", "--comment", "x")], id="nflog"
+        ),
+    ],
+)
+async def test_a_listing_is_printed_blank_for_blank_as_iptables_prints_it(
+    netns: str, backend: str, proto: Protocol, version: Version, specs: list[Argv]
+) -> None:
+    # on_both compares listings as tokens; here every blank counts (1.8.7's are not 1.8.9's).
+    steps: list[Argv] = [*(("-A", "INPUT", *spec) for spec in specs), ("-S", "INPUT")]
+    answers = await on_both(netns, backend, proto, steps, version)
+    real = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
+    theirs = await real.runner.run([real.binaries.iptables, "-w", "5", "-S", "INPUT"])
+    assert answers[-1].stdout == theirs.stdout
+
+
+@ON_BOTH
+async def test_the_fake_prints_the_version_of_the_iptables_it_imitates(
+    netns: str, backend: str, proto: Protocol, version: Version
+) -> None:
+    async def printed(client: Client) -> list[str]:
+        binaries = (client.binaries.iptables, client.binaries.save, client.binaries.restore)
+        return [
+            (await client.runner.run([binary, flag])).stdout
+            for binary in binaries
+            for flag in ("--version", "-V")
+        ]
+
+    real = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
+    assert await printed(FakeClient(proto, backend=backend, version=version)) == await printed(real)
+
+
+async def test_a_fake_imitates_iptables_1_8_9_unless_told() -> None:
+    assert FakeRunner().version == FakeClient().fake.version == DEFAULT_VERSION == (1, 8, 9)
+    assert (await FakeRunner().run(["iptables", "--version"])).stdout == "iptables v1.8.9 (nf_tables)\n"
+
+
+@pytest.mark.parametrize(
+    ("backend", "argv", "version", "printed"),
+    [
+        pytest.param("nft", ["iptables", "--version"], V1_8_11, "iptables v1.8.11 (nf_tables)\n", id="nft"),
+        pytest.param("legacy", ["ip6tables", "-V"], V1_8_7, "ip6tables v1.8.7 (legacy)\n", id="legacy-v6"),
+        pytest.param(
+            "legacy",
+            ["iptables", "-w", "5", "--version"],
+            V1_8_9,
+            "iptables v1.8.9 (legacy)\n",
+            id="after-wait",
+        ),
+        pytest.param(
+            "nft",
+            ["iptables-save", "--version"],
+            V1_8_13,
+            "iptables-nft-save v1.8.13 (nf_tables)\n",
+            id="nft-save",
+        ),
+        pytest.param(
+            "legacy", ["ip6tables-save", "-V"], V1_8_9, "ip6tables-save v1.8.9 (legacy)\n", id="legacy-save"
+        ),
+        pytest.param(
+            "nft",
+            ["ip6tables-restore", "-V"],
+            V1_8_9,
+            "ip6tables-nft-restore v1.8.9 (nf_tables)\n",
+            id="nft-restore",
+        ),
+        pytest.param(
+            "legacy",
+            ["iptables-restore", "--version"],
+            V1_8_7,
+            "iptables-restore v1.8.7 (legacy)\n",
+            id="legacy-restore",
+        ),
+    ],
+)
+async def test_version_prints_the_version_imitated_as_each_program_names_itself(
+    backend: Backend, argv: list[str], version: Version, printed: str
+) -> None:
+    done = await FakeRunner(backend=backend, version=version).run(argv)
+    assert (done.exit_status, done.stdout, done.stderr) == (0, printed, "")
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param((1, 8, 6), id="older-than-1.8.7"),
+        pytest.param((1, 6, 1), id="far-older"),
+        pytest.param((1, 8), id="two-numbers"),
+        pytest.param((1, 8, 9, 0), id="four-numbers"),
+        pytest.param(("1", "8", "9"), id="words"),
+        pytest.param((1, 8, -9), id="negative"),
+    ],
+)
+async def test_a_version_the_fake_cannot_imitate_is_refused(version: Any) -> None:
+    with pytest.raises(ValueError, match=r"version|imitates"):
+        FakeRunner(version=version)
+    with pytest.raises(ValueError, match=r"version|imitates"):
+        FakeClient(version=version)
+
+
+async def test_a_fake_client_on_a_runner_imitates_the_runners_version_and_no_other() -> None:
+    runner = FakeRunner(version=V1_8_7)
+    assert (
+        FakeClient(runner=runner).fake.version
+        == FakeClient(runner=runner, version=V1_8_7).fake.version
+        == V1_8_7
+    )
+    with pytest.raises(ValueError, match="runner"):
+        FakeClient(runner=runner, version=V1_8_9)
+
+
+MEASURED = [V1_8_7, V1_8_9, V1_8_11, V1_8_13]
+
+
+@pytest.mark.parametrize("version", MEASURED, ids=lambda v: ".".join(map(str, v)))
+@pytest.mark.parametrize(
+    ("backend", "proto", "steps", "answer"),
+    [
+        pytest.param(
+            "nft", V4, [("-F", "INPUT", *ACCEPT)], (2, usage("nft", ILLEGAL_JUMP)), id="illegal-option"
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("-F", "INPUT", "--goto", "X")],
+            (2, usage("legacy", ILLEGAL_JUMP)),
+            id="illegal-goto",
+        ),
+        pytest.param(
+            "legacy",
+            V6,
+            [("-A", "OUTPUT", "--in-interface", "eth0")],
+            (2, usage("legacy", cant_use("-i", "OUTPUT"), "ip6tables")),
+            id="cannot-use",
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("-A", "INPUT", "-g", "NOPE")],
+            (2, usage("legacy", blank_line_on_1_8_7("goto 'NOPE' is not a chain"))),
+            id="goto",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("-N", "!x")],
+            (2, usage("nft", blank_line_on_1_8_7("chain name not allowed to start with `!'"))),
+            id="chain-name-start",
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("-N", "LOG")],
+            (2, usage("legacy", blank_line_on_1_8_7("chain name may not clash with target name"))),
+            id="chain-name-of-a-target",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("-N", "a b")],
+            Since({V1_8_7: OK, V1_8_9: (2, usage("nft", "Invalid chain name `a b'"))}),
+            id="nft-1.8.7-takes-a-blank-in-a-chain-name",
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("-N", "a b")],
+            (2, usage("legacy", "Invalid chain name `a b'")),
+            id="legacy-does-not",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("restore", "*filter\n:SM-A\nCOMMIT\n")],
+            (2, restore_usage("nft", blank_line_on_1_8_7("iptables-nft-restore: line 2 policy invalid"), 2)),
+            id="policy-invalid",
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("restore", "*\nCOMMIT\n")],
+            (
+                2,
+                restore_usage(
+                    "legacy", blank_line_on_1_8_7("iptables-restore: line 1 table name invalid"), 1
+                ),
+            ),
+            id="no-table-name",
+        ),
+        pytest.param(
+            "legacy",
+            V4,
+            [("restore", "*bogus\nCOMMIT\n")],
+            (
+                2,
+                restore_usage(
+                    "legacy", blank_line_on_1_8_7("iptables-restore: unable to initialize table 'bogus'"), 1
+                ),
+            ),
+            id="unknown-table",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("restore", "*filter\n-t filter -A INPUT -j ACCEPT\nCOMMIT\n")],
+            (
+                2,
+                restore_usage(
+                    "nft",
+                    Since(
+                        {
+                            V1_8_7: "The -t option (seen in line 2) cannot be used in iptables-nft-restore.\n",
+                            V1_8_9: "The -t option cannot be used in iptables-nft-restore.\n",
+                        }
+                    ),
+                    2,
+                ),
+            ),
+            id="table-option-in-a-restore",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("restore", "*filter\n:-x - [0:0]\nCOMMIT\n")],
+            Since(
+                {V1_8_7: OK, V1_8_9: (2, restore_usage("nft", "chain name not allowed to start with `-'", 2))}
+            ),
+            id="nft-1.8.7-declares-a-chain-starting-with-a-dash",
+        ),
+        pytest.param(
+            "nft", V4, [("-N", "X"), ("-A", "INPUT", "-j", "X"), ("-X", "X")], nft_busy("X"), id="busy"
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("-S", "NOPE")],
+            Since(
+                {
+                    V1_8_7: (
+                        1,
+                        f"iptables {VERSION} (nf_tables): chain `NOPE' in table `filter' is incompatible, use 'nft' tool.",
+                    ),
+                    V1_8_11: NOT_FOUND,
+                }
+            ),
+            id="listing-a-missing-chain",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("restore", FAILING_RESTORE.format("-A NOPE -j ACCEPT"))],
+            nft_refused(5, NO_CHAIN, commit=7),
+            id="a-refused-restore-line",
+        ),
+        pytest.param(
+            "nft",
+            V4,
+            [("restore", LOOP_PAYLOAD + "-A INPUT -j SM-A\n-A OUTPUT -j ACCEPT\nCOMMIT\n")],
+            nft_kernel(
+                (6, "RULE_APPEND failed (Too many links): rule in chain INPUT"),
+                (7, "RULE_APPEND failed (Too many links): rule in chain OUTPUT"),
+                commit=8,
+            ),
+            id="restore-lines-the-kernel-refused",
+        ),
+        pytest.param(
+            "legacy",
+            V6,
+            [
+                ("-A", "OUTPUT", "-j", "LOG", "--log-prefix", "a"),
+                ("-C", "OUTPUT", "-j", "LOG", "--log-prefix", "b"),
+            ],
+            Since(
+                {V1_8_7: (1, "ip6tables: " + NO_CHAIN), V1_8_9: OK, V1_8_11: (1, "ip6tables: " + NO_CHAIN)}
+            ),
+            id="ip6tables-legacy-1.8.9-checks-no-log-prefix",
+        ),
+    ],
+)
+async def test_each_version_answers_in_its_own_words(
+    version: Version, backend: Backend, proto: Protocol, steps: list[Argv], answer: Any
+) -> None:
+    # As measured on each version by the comparisons above: pinned here for every version, on
+    # any machine, whatever iptables it has.
+    fake = FakeRunner(backend=backend, version=version)
+    for step in steps:
+        if step[0] == "restore":
+            done = await fake.run([f"{proto.command}-restore", "--noflush"], input=step[1].encode())
+        else:
+            done = await fake.run([proto.command, *step])
+    assert said(done) == expected(answer, backend, version)
+
+
+@pytest.mark.parametrize("version", MEASURED, ids=lambda v: ".".join(map(str, v)))
+@pytest.mark.parametrize(
+    ("backend", "spec", "printed"),
+    [
+        pytest.param(
+            "nft",
+            ("-j", "NFLOG", "--nflog-prefix", "n" * 100),
+            Since(
+                {
+                    V1_8_7: "-A INPUT -j NFLOG --nflog-prefix  " + "n" * 63,
+                    V1_8_9: "-A INPUT -j NFLOG --nflog-prefix " + "n" * 100,
+                }
+            ),
+            id="nft-nflog-prefix",
+        ),
+        pytest.param(
+            "legacy",
+            ("-j", "NFLOG", "--nflog-prefix", "n" * 100),
+            Since(
+                {
+                    V1_8_7: "-A INPUT -j NFLOG --nflog-prefix  " + "n" * 63,
+                    V1_8_9: "-A INPUT -j NFLOG --nflog-prefix " + "n" * 63,
+                }
+            ),
+            id="legacy-nflog-prefix",
+        ),
+        pytest.param(
+            "nft",
+            ("-p", "tcp"),
+            Since({V1_8_7: "-A INPUT -p tcp ", V1_8_9: "-A INPUT -p tcp"}),
+            id="nft-without-a-target",
+        ),
+        pytest.param("nft", (), Since({V1_8_7: "-A INPUT ", V1_8_9: "-A INPUT"}), id="nft-of-nothing"),
+        pytest.param("legacy", ("-p", "tcp"), "-A INPUT -p tcp", id="legacy-without-a-target"),
+        pytest.param("nft", ("-p", "tcp", *ACCEPT), "-A INPUT -p tcp -j ACCEPT", id="nft-with-a-target"),
+    ],
+)
+async def test_each_version_prints_a_rule_in_its_own_way(
+    version: Version, backend: Backend, spec: Argv, printed: Text
+) -> None:
+    fake = FakeRunner(backend=backend, version=version)
+    await fake.run(["iptables", "-A", "INPUT", *spec])
+    listing = (await fake.run(["iptables", "-S", "INPUT"])).stdout
+    assert listing == f"-P INPUT ACCEPT\n{expected(printed, backend, version)}\n"
+
+
+@pytest.mark.parametrize(
+    ("version", "as_version"),
+    [
+        pytest.param((1, 8, 8), V1_8_7, id="1.8.8-as-1.8.7"),
+        pytest.param((1, 8, 10), V1_8_9, id="1.8.10-as-1.8.9"),
+        pytest.param((1, 8, 12), V1_8_11, id="1.8.12-as-1.8.11"),
+        pytest.param((1, 9, 0), V1_8_13, id="later-ones-as-1.8.13"),
+    ],
+)
+async def test_a_version_not_measured_is_imitated_as_the_one_measured_before_it(
+    version: Version, as_version: Version
+) -> None:
+    steps = [
+        ["iptables", "-F", "INPUT", *ACCEPT],
+        ["iptables", "-A", "INPUT", "-o", "eth0"],
+        ["iptables", "-S", "X"],
+    ]
+    for backend in ("nft", "legacy"):
+        ours, theirs = (
+            FakeRunner(backend=backend, version=version),
+            FakeRunner(backend=backend, version=as_version),
+        )
+        for argv in steps:
+            done, measured = await ours.run(argv), await theirs.run(argv)
+            written = ".".join(map(str, version)), ".".join(map(str, as_version))
+            assert said(done) == (
+                measured.exit_status,
+                measured.stderr.strip().replace(f"v{written[1]} ", f"v{written[0]} "),
+            )

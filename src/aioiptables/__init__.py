@@ -8,7 +8,7 @@ a :class:`RuleSet` in place; README.md has a quick start for each.
 """
 
 from .cache import RuleCache
-from .client import Binaries, Client
+from .client import Binaries, Client, IPTablesVersion
 from .controller import Controller
 from .errors import (
     InvalidRuleError,
@@ -43,6 +43,7 @@ __all__ = [
     "IPTablesNotFoundError",
     "IPTablesPermissionError",
     "IPTablesTimeoutError",
+    "IPTablesVersion",
     "InvalidRuleError",
     "ProcessRunner",
     "RefusedRule",

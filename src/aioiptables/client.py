@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import anyio
+from anyio.lowlevel import RunVar
 
 from .errors import IPTablesError
 from .limits import check_restore_payload
@@ -32,7 +33,7 @@ from .model import (
 )
 from .runner import Completed, ProcessRunner, Runner
 
-__all__ = ["Client", "Binaries", "BackendName", "Operation", "parse_operation"]
+__all__ = ["Client", "Binaries", "BackendName", "IPTablesVersion", "Operation", "parse_operation"]
 
 logger = logging.getLogger("aioiptables")
 
@@ -68,15 +69,114 @@ def _which(name: str) -> str:
     return found or name
 
 
-def _detect_backend(binary: str) -> Literal["nft", "legacy"]:
-    """Which backend a binary drives, from the file it resolves to.
+# The names iptables gives to programs of one backend only: its multi
+# binaries, which its commands are links to ("xtables-multi" is the only one
+# before 1.8, legacy only), and the commands named for their backend
+# ("ip6tables-nft-save").
+_ONE_BACKEND_NAME = re.compile(r"^(?:xtables-(nft|legacy)-multi|ip6?tables-(nft|legacy)(?:-save|-restore)?)$")
 
-    ``iptables`` is a symlink (often through update-alternatives) to
-    ``xtables-nft-multi`` or ``xtables-legacy-multi``; releases before 1.8
-    had only the legacy backend. Costs no process.
+
+def _detect_backend(binary: str) -> Literal["nft", "legacy"] | None:
+    """Which backend a binary drives, from the name of the file it resolves
+    to; None when that name is not one iptables gives to one backend only.
+
+    ``iptables`` is a link (often through update-alternatives) to
+    ``xtables-nft-multi`` or ``xtables-legacy-multi``: that costs no
+    process. A wrapper script installed as ``iptables`` (as container images
+    do, to pick a backend at run time), or a program of any other name, says
+    nothing by its name: only its ``--version`` does.
     """
-    real = os.path.basename(os.path.realpath(binary))
-    return "nft" if "nft" in real else "legacy"
+    name = os.path.basename(os.path.realpath(binary))
+    if name == "xtables-multi":
+        return "legacy"
+    found = _ONE_BACKEND_NAME.match(name)
+    if found is None:
+        return None
+    return "nft" if "nft" in found.groups() else "legacy"
+
+
+# "iptables v1.8.11 (nf_tables)", "ip6tables v1.8.7 (legacy)"; before 1.8
+# (legacy only) "iptables v1.6.1".
+_VERSION_LINE = re.compile(r"^\S*tables\S* v(\d+)\.(\d+)\.(\d+)\S*(?: \((nf_tables|legacy)\))?\s*$")
+
+
+@dataclass(frozen=True)
+class IPTablesVersion:
+    """The iptables userspace a client runs, as its ``--version`` names it.
+
+    Orders by release, and compares with a tuple as well::
+
+        version = await client.version()
+        if version >= (1, 8, 11): ...
+
+    Attributes:
+        major, minor, patch: the release, e.g. 1, 8, 11.
+        backend: ``"nft"`` (``(nf_tables)``) or ``"legacy"`` (``(legacy)``,
+            or no backend named: releases before 1.8 had only legacy).
+        text: the line iptables printed, e.g. ``iptables v1.8.11 (nf_tables)``.
+    """
+
+    major: int
+    minor: int
+    patch: int
+    backend: Literal["nft", "legacy"]
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> IPTablesVersion:
+        """Read what ``iptables --version`` printed.
+
+        >>> IPTablesVersion.parse("iptables v1.8.7 (legacy)\\n")
+        IPTablesVersion(major=1, minor=8, patch=7, backend='legacy', text='iptables v1.8.7 (legacy)')
+
+        Raises :class:`ValueError` when it is not an iptables version line.
+        """
+        line = text.strip()
+        found = _VERSION_LINE.match(line)
+        if found is None:
+            raise ValueError(f"not an iptables version: {text!r}")
+        major, minor, patch, mode = found.groups()
+        backend: Literal["nft", "legacy"] = "nft" if mode == "nf_tables" else "legacy"
+        return cls(int(major), int(minor), int(patch), backend, line)
+
+    @property
+    def release(self) -> tuple[int, int, int]:
+        """``(major, minor, patch)``."""
+        return (self.major, self.minor, self.patch)
+
+    def _other(self, other: object) -> tuple[int, ...] | None:
+        if isinstance(other, IPTablesVersion):
+            return other.release
+        if isinstance(other, tuple) and all(isinstance(part, int) for part in other):
+            return other
+        return None
+
+    def __lt__(self, other: IPTablesVersion | tuple[int, ...]) -> bool:
+        release = self._other(other)
+        return NotImplemented if release is None else self.release < release
+
+    def __le__(self, other: IPTablesVersion | tuple[int, ...]) -> bool:
+        release = self._other(other)
+        return NotImplemented if release is None else self.release <= release
+
+    def __gt__(self, other: IPTablesVersion | tuple[int, ...]) -> bool:
+        release = self._other(other)
+        return NotImplemented if release is None else self.release > release
+
+    def __ge__(self, other: IPTablesVersion | tuple[int, ...]) -> bool:
+        release = self._other(other)
+        return NotImplemented if release is None else self.release >= release
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Asking:
+    """One ``--version`` process in flight, which later callers wait for."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.error: Exception | None = None
 
 
 class Client:
@@ -91,7 +191,8 @@ class Client:
     Args:
         proto: IPv4 runs ``iptables``, IPv6 runs ``ip6tables``.
         backend: ``"auto"`` (the system's default binaries), ``"nft"`` or
-            ``"legacy"`` (the ``-nft``/``-legacy`` binaries).
+            ``"legacy"`` (the ``-nft``/``-legacy`` binaries). Which backend
+            ``"auto"`` drives is :attr:`backend`.
         netns: a network namespace name (as ``ip netns`` names it) or a path
             to a namespace file; every process then runs inside it.
         wait: seconds to wait for the xtables lock (``-w``, rounded up), kept
@@ -106,6 +207,10 @@ class Client:
         binaries: the programs to run, overriding ``backend``'s names.
         retries: how often a command that failed with exit status 4 (lock
             held, resource busy) is tried again, with a short backoff.
+
+    An ``"auto"`` client whose binary does not say its backend by its name (a
+    wrapper script) runs ``iptables --version`` once, before its first
+    command: see :attr:`backend`.
     """
 
     def __init__(
@@ -131,26 +236,118 @@ class Client:
         self.timeout = timeout
         self.retries = retries
         self.binaries = binaries or Binaries.for_backend(proto, backend)
-        self.backend: Literal["nft", "legacy"] = (
-            backend if backend != "auto" else _detect_backend(self.binaries.iptables)
-        )
+        self._backend: BackendName = backend
+        if backend == "auto":
+            self._backend = _detect_backend(self.binaries.iptables) or "auto"
         self.runner = runner or ProcessRunner(netns=netns, max_concurrency=max_concurrency)
         self.calls = 0
         self._warned_backend = False
-        # An auto client that landed on legacy looks once for nft rules.
-        self._look_for_nft_tables = backend == "auto" and self.backend == "legacy" and runner is None
+        # An auto client that lands on legacy looks once for nft rules.
+        self._look_for_nft_tables = backend == "auto" and runner is None
+        self._version: IPTablesVersion | None = None
+        # The --version process in flight, per event loop (a client may be
+        # used from several, one after another or in two threads at once).
+        self._asking: RunVar[_Asking | None] = RunVar(f"aioiptables-version-{id(self):x}")
 
     def __repr__(self) -> str:
         where = f", netns={self.netns!r}" if self.netns else ""
         return f"Client({self.proto}, backend={self.backend!r}{where})"
 
+    # -- the userspace -----------------------------------------------------
+
+    @property
+    def backend(self) -> BackendName:
+        """The backend this client drives: ``"nft"`` or ``"legacy"``.
+
+        Known from the start for an explicit backend, and for ``"auto"``
+        when the binary resolves to a file iptables names for one backend:
+        ``xtables-nft-multi`` or ``xtables-legacy-multi``, which ``iptables``
+        is a link to as iptables installs it, or ``iptables-nft``... Any
+        other binary (a wrapper script installed as ``iptables``, say) says
+        which only through ``--version``: until the client has run that
+        (once, before its first command, or in :meth:`version` or
+        :meth:`detect_backend`), this is ``"auto"``, meaning "not known
+        yet", never a guess.
+        """
+        return self._backend
+
+    async def detect_backend(self) -> Literal["nft", "legacy"]:
+        """:attr:`backend`, learning it first when it is not known yet (one
+        ``--version`` process, shared with :meth:`version`); no process
+        when it is known."""
+        if self._backend == "auto":
+            return (await self.version()).backend
+        return self._backend
+
+    async def version(self) -> IPTablesVersion:
+        """The iptables userspace this client runs, from ``iptables
+        --version``: one process, and none once it has answered.
+
+        Callers asking at the same time share one process. A failure is not
+        kept: the next call tries again. A caller cancelled while the process
+        runs kills it, and a caller still waiting runs it again.
+
+        For an ``"auto"`` client whose :attr:`backend` was not known yet,
+        this tells it. Raises :class:`IPTablesError` when the program fails
+        or prints no iptables version.
+        """
+        while self._version is None:
+            asking = self._asking.get(None)
+            if asking is not None:
+                await asking.done.wait()
+                if asking.error is not None:
+                    raise asking.error
+                continue  # got it, or the one asking was cancelled: look again
+            asking = _Asking()
+            self._asking.set(asking)
+            try:
+                self._learned(await self._ask_version())
+            except Exception as exc:
+                asking.error = exc
+                raise
+            finally:
+                # Also on cancellation: whoever still waits asks again.
+                self._asking.set(None)
+                asking.done.set()
+        return self._version
+
+    async def _ask_version(self) -> IPTablesVersion:
+        argv = [self.binaries.iptables, "--version"]
+        self.calls += 1
+        done = await self.runner.run(argv, timeout=self.timeout)
+        logger.debug(
+            "%s: exit %d: %s", " ".join(argv), done.exit_status, done.stdout.strip(),
+            extra={"argv": done.argv, "exit_status": done.exit_status, "processes": 1},
+        )  # fmt: skip
+        if done.exit_status != 0:
+            raise IPTablesError.from_result(done.argv, done.exit_status, done.stderr)
+        try:
+            return IPTablesVersion.parse(done.stdout)
+        except ValueError:
+            raise IPTablesError(
+                done.argv, 0, f"printed no iptables version: {done.stdout.strip()!r}"
+            ) from None
+
+    def _learned(self, version: IPTablesVersion) -> None:
+        self._version = version
+        if self._backend == "auto":
+            self._backend = version.backend
+
     # -- running -----------------------------------------------------------
 
     async def _run(self, argv: Sequence[str], *, input: bytes | None = None) -> Completed:
-        """Run one command, retrying exit status 4, raising on failure."""
+        """Run one command, retrying exit status 4, raising on failure.
+
+        An ``"auto"`` client whose backend is not known yet learns it first
+        (:meth:`version`), so that everything about this command (its log
+        fields, the look for the other backend's rules) has it.
+        """
+        if self._backend == "auto":
+            await self.version()
         if self._look_for_nft_tables:
             self._look_for_nft_tables = False
-            await self._warn_if_nft_tables()
+            if self._backend == "legacy":
+                await self._warn_if_nft_tables()
         fields = _fields(argv, input, self.proto, self.backend)
         for attempt in range(self.retries + 1):
             self.calls += 1
@@ -162,7 +359,8 @@ class Client:
             self._notice_other_backend(done.stderr)
             if done.exit_status == 0:
                 return done
-            error = IPTablesError.from_result(done.argv, done.exit_status, done.stderr)
+            payload = input.decode("utf-8", "surrogateescape") if input is not None else None
+            error = IPTablesError.from_result(done.argv, done.exit_status, done.stderr, payload=payload)
             if not error.is_resource_problem or attempt == self.retries:
                 raise error
             logger.info("%s; retrying", error, extra={"argv": done.argv, "attempt": attempt + 1})

@@ -9,6 +9,7 @@ place writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -381,6 +382,12 @@ class Controller:
         A failing reconcile is logged and sent on :attr:`errors` (dropped if
         nobody reads and the buffer is full); the loop goes on.
         """
+        for client in self.clients:
+            # Events need nft: an "auto" client behind a wrapper script learns
+            # its backend first (one --version, none when already known); a
+            # failure here is the first reconcile's to report.
+            with contextlib.suppress(IPTablesError):
+                await client.detect_backend()
         watcher = self._open_watcher()
         async with anyio.create_task_group() as tg:
             if watcher is not None:
@@ -726,8 +733,10 @@ class Controller:
                 try:
                     await self._write(table_plan)
                 except IPTablesError as exc:
-                    if not self._blame(table_plan, exc, refused, stuck, ours) and not (
-                        await self._blame_loops(table_plan, exc, refused)
+                    if not (
+                        self._blame(table_plan, exc, refused, stuck, ours)
+                        or await self._blame_loops(table_plan, exc, refused)
+                        or await self._blame_unexplained(table_plan, exc, refused, ours)
                     ):
                         raise
                     break  # plan the tables left again, without what was refused
@@ -753,7 +762,12 @@ class Controller:
         """Find what a failed restore refused; False when it is not one of
         our rules, deletes or chain deletions (then the whole error is raised)."""
         message = _iptables_message(error.stderr)
-        op = table_plan.op_at(_failed_line(error.stderr) or 0)
+        op = table_plan.op_at(error.line or 0)
+        busy = _BUSY_CHAIN.search(error.stderr)
+        if op is None and busy is not None:
+            # iptables-nft-restore 1.8.7 names the COMMIT line, not the -X line;
+            # the kernel's message names the chain.
+            op = next((o for o in table_plan.ops if o.kind == "remove" and o.chain == busy[1]), None)
         if op is not None and op.rule is not None:
             refused[op.rule] = message
             return True
@@ -799,6 +813,59 @@ class Controller:
         for rule in closers:
             refused[rule] = _LOOP
         return bool(closers)
+
+    async def _blame_unexplained(
+        self,
+        table_plan: TablePlan,
+        error: IPTablesError,
+        refused: dict[Rule, str],
+        ours: dict[ChainKey, tuple[bool, ...]],
+    ) -> bool:
+        """iptables-nft-restore 1.8.7 refuses a table at its COMMIT line,
+        naming neither the line nor why (``line 4 failed``): read the whole
+        table (one process, on this failure only) and find the changes that
+        cannot apply to it, which 1.8.9 would have named; a delete is
+        checked with ``-C`` (one process each)."""
+        if not error.is_unexplained_refusal:
+            return False
+        proto, table = table_plan.proto, table_plan.table
+        client = self._clients[proto]
+        # Only iptables-nft-restore before 1.8.9 keeps a refusal's reason to
+        # itself; elsewhere a bare "line N failed" at COMMIT (the kernel
+        # refusing the whole batch) has no one change to blame. The version
+        # costs one process, once per client, on this failure only.
+        if client.backend == "legacy" or await client.version() >= (1, 8, 9):
+            return False
+        snapshot = parse_save(await client.save(table), proto)[table]
+        sizes = {name: len(snapshot.chain(name).specs) for name in snapshot.names}
+        said = f"(iptables said only {error.stderr!r}; found by reading the table again)"
+        found = False
+        for op in table_plan.ops:
+            size = sizes.get(op.chain)
+            if op.kind in ("create", "flush"):
+                sizes[op.chain] = 0 if op.kind == "flush" or size is None else size
+            elif op.kind == "remove":
+                sizes.pop(op.chain, None)
+            elif op.kind in ("append", "insert") and op.rule is not None:
+                if size is None:
+                    refused[op.rule] = f"No chain/target/match by that name. {said}"
+                    found = True
+                elif op.kind == "insert" and op.position > size + 1:
+                    refused[op.rule] = f"Index of insertion too big. {said}"
+                    found = True
+                else:
+                    sizes[op.chain] = size + 1
+            elif op.kind == "delete" and op.key is not None:
+                # A delete by spec finds what iptables' own comparison finds,
+                # which -C shares (one process each, on this failure only).
+                if size is None or (
+                    op.position > size if op.position else not await client.exists(table, op.chain, *op.spec)
+                ):
+                    self._disown((proto, table, op.chain), op.key, ours)
+                    found = True
+                else:
+                    sizes[op.chain] = size - 1
+        return found
 
     def _disown(self, chain: ChainKey, key: RuleKey, ours: dict[ChainKey, tuple[bool, ...]]) -> None:
         """Stop taking the lines with ``key`` in ``chain`` for ours, and forget
@@ -948,6 +1015,9 @@ _MAX_UNRECOGNIZED = 2
 # failed" (nft commit).
 _FAILED_LINE = re.compile(r"(?:Error occurred at line: |\bline )(\d+)")
 _MISSING_CHAIN = re.compile(r"Chain '([^']+)' does not exist")
+# The kernel refusing to delete a chain still jumped to: "CHAIN_DEL failed" on
+# 1.8.9 and later, "CHAIN_USER_DEL failed" on 1.8.7 (which names the COMMIT line).
+_BUSY_CHAIN = re.compile(r"CHAIN_(?:USER_)?DEL failed \(Device or resource busy\): chain (\S+)")
 # "iptables-restore v1.8.9 (legacy): " and the like, before iptables' message.
 _PROGRAM_PREFIX = re.compile(r"^\S*tables\S* v[\d.]+ \([^)]*\):\s*")
 

@@ -2,7 +2,8 @@
 
 :class:`FakeRunner` emulates the command lines of ``iptables``,
 ``ip6tables`` (``-A -I -D -C -S -N -F -X -E -P``), their ``-save`` and their
-``-restore``, as iptables 1.8.9 does on one backend (``nft`` or ``legacy``):
+``-restore``, as one iptables version (1.8.7 to 1.8.13; 1.8.9 unless told)
+does on one backend (``nft`` or ``legacy``):
 exit statuses and messages, values cut to the bytes the kernel keeps, user
 chains listed in byte order, ``-i``/``-o`` refused where packets only leave
 or only arrive, jump loops refused. :class:`FakeClient` is a plain
@@ -10,7 +11,8 @@ or only arrive, jump loops refused. :class:`FakeClient` is a plain
 classification, parsing and process counting are the production code:
 ``fake.calls`` is what a real client would have spent on the same calls.
 
-Where the backends differ, each is followed (measured on iptables 1.8.9):
+Where the backends differ, each is followed (as measured on iptables 1.8.9;
+where versions differ, see below):
 
 - ``--nflog-prefix`` keeps 63 bytes on legacy, 127 on nft (``--log-prefix``
   29 and ``--comment`` 255 on both). A value cut inside a UTF-8 character
@@ -37,7 +39,30 @@ Where the backends differ, each is followed (measured on iptables 1.8.9):
   by that name`` when the rule jumps or has a target extension, ``Bad rule``
   otherwise; nft always ``Bad rule``.
 
-Not emulated: options after a rule's extensions that take no value (a stray
+Where versions differ, the version given is followed (measured on 1.8.7,
+1.8.9, 1.8.11 and 1.8.13; a version between two measured ones is taken to
+behave as the older one, a later one as 1.8.13), all of it in one table,
+``_DIALECTS``:
+
+- the version in every message (``iptables v1.8.11 (nf_tables): ...``);
+- 1.8.7 ends more usage messages with a newline (a blank line before
+  ``Try ...``), names the restore line in ``The -t option (seen in line N)``,
+  and keeps 63 bytes of ``--nflog-prefix`` on nft too, printed after two
+  blanks. Its iptables-nft takes a chain name holding a blank (``-N``) or
+  starting with ``-`` (a restore's chain line), prints a rule without a
+  target with a blank at its end, deletes a chain by ``CHAIN_USER_DEL``, and
+  its iptables-nft-restore reports every line it refuses at the ``COMMIT``
+  line, without a reason (``line 7 failed``), and every line the kernel
+  refuses at the ``COMMIT`` line too;
+- ip6tables-legacy's ``-C`` does not compare a LOG rule's prefix on 1.8.9
+  only (1.8.7 and 1.8.11 compare it, as ``-D`` always does);
+- from 1.8.11, a refusal names an option by its long name
+  (``Illegal option `--jump'``, ``Can't use --out-interface with INPUT``,
+  that one without its blank line), and iptables-nft's ``-S`` of a missing
+  chain says ``No chain/target/match by that name``, as legacy does.
+
+Not emulated: iptables-nft 1.8.7 printing the rule a ``-C`` finds on stdout
+(as ``-L -v`` would), options after a rule's extensions that take no value (a stray
 word in a rule spec is kept, where iptables says ``Bad argument``), nft's
 lazily created builtin chains (``-X INPUT`` of an empty builtin chain in an
 nft restore deletes it there), the nf_tables validation state a refused
@@ -54,8 +79,8 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .client import Binaries, Client
@@ -65,12 +90,159 @@ from .parse import analyze, rule_key
 from .runner import Completed, Runner
 from .syntax import quote, split_line
 
-__all__ = ["FakeRunner", "FakeClient"]
+__all__ = ["FakeRunner", "FakeClient", "DEFAULT_VERSION"]
 
 Backend = Literal["nft", "legacy"]
+#: An iptables version, as ``iptables --version`` prints it: (1, 8, 9) for ``v1.8.9``.
+Version = tuple[int, int, int]
 
-_VERSION = "v1.8.9"
+#: The version a fake imitates unless told otherwise: the one it was first measured on
+#: (Debian 12's), so that tests written against the fake's words keep them.
+DEFAULT_VERSION: Version = (1, 8, 9)
+
 _VARIANT: dict[Backend, str] = {"nft": "nf_tables", "legacy": "legacy"}
+
+
+# -- what differs between iptables versions -------------------------------------------------------
+
+#: Each option a refusal may name, by its short and its long name (-g sets -j's flag).
+_OPTION_NAMES: dict[str, tuple[str, str]] = {
+    name: names
+    for names, aliases in [
+        (("-s", "--source"), ("-s", "--source", "--src")),
+        (("-d", "--destination"), ("-d", "--destination", "--dst")),
+        (("-p", "--protocol"), ("-p", "--protocol")),
+        (("-j", "--jump"), ("-j", "--jump", "-g", "--goto")),
+        (("-i", "--in-interface"), ("-i", "--in-interface")),
+        (("-o", "--out-interface"), ("-o", "--out-interface")),
+        (("-f", "--fragment"), ("-f", "--fragment")),
+        (("-c", "--set-counters"), ("-c", "--set-counters")),
+    ]
+    for name in aliases
+}
+
+#: Usage messages whose words differ between versions, as 1.8.9 words them. A message
+#: ending in a newline is printed with a blank line before ``Try ...``.
+_WORDS_1_8_9: dict[str, str] = {
+    "illegal option": "Illegal option `{option}' with this command",
+    "cannot use": "Can't use {option} with {chain}\n",
+    "chain starts with": "chain name not allowed to start with `{char}'",
+    "chain is a target": "chain name may not clash with target name",
+    "goto no chain": "goto '{target}' is not a chain",
+    "policy invalid": "{prog}: line {line} policy invalid",
+    "no table name": "{prog}: line {line} table name invalid",
+    "table name invalid": "{prog}: line {line} table name '{name}' invalid",
+    "table unknown": "{prog}: unable to initialize table '{name}'",
+    "restore -t": "The -t option cannot be used in {prog}.\n",
+}
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How a range of iptables versions words and does what differs between versions."""
+
+    words: Mapping[str, str]  # the templates of _WORDS_1_8_9, as these versions word them
+    long_options: bool  # a refusal names an option by its long name (--jump, not -j)
+    nft_nflog_prefix: int  # bytes of --nflog-prefix nf_tables keeps (legacy: 63 always)
+    nflog_prefix_gap: bool  # --nflog-prefix's value printed after two blanks
+    nft_trailing_blank: bool  # iptables-nft prints a rule without a target ending in a blank
+    nft_chain_del: str  # the nf_tables operation a busy chain's deletion fails in
+    nft_checks_chain_names: bool  # iptables-nft refuses -N "a b" and a restore's ":-x"
+    nft_lists_missing_as_incompatible: bool  # -S NOPE: "... is incompatible, use 'nft' tool."
+    nft_restore_fails_at_commit: bool  # a refused restore line: "line <COMMIT> failed", no reason
+    ip6_legacy_check_skips_log_prefix: bool  # ip6tables-legacy -C compares no LOG prefix
+
+
+_DIALECT_1_8_9 = _Dialect(
+    words=_WORDS_1_8_9,
+    long_options=False,
+    nft_nflog_prefix=127,
+    nflog_prefix_gap=False,
+    nft_trailing_blank=False,
+    nft_chain_del="CHAIN_DEL",
+    nft_checks_chain_names=True,
+    nft_lists_missing_as_incompatible=True,
+    nft_restore_fails_at_commit=False,
+    ip6_legacy_check_skips_log_prefix=True,
+)
+
+_BLANK_LINE_ON_1_8_7 = (
+    "illegal option",
+    "chain starts with",
+    "chain is a target",
+    "goto no chain",
+    "policy invalid",
+    "no table name",
+    "table name invalid",
+    "table unknown",
+)
+
+#: Each row holds from its version up to the next row's: measured on 1.8.7, 1.8.9, 1.8.11 and
+#: 1.8.13 (which behaves as 1.8.11); 1.8.8, 1.8.10 and 1.8.12 are taken to behave as the
+#: version before them, and later ones as 1.8.13.
+_DIALECTS: tuple[tuple[Version, _Dialect], ...] = (
+    (
+        (1, 8, 7),
+        _Dialect(
+            words={
+                **_WORDS_1_8_9,
+                **{key: _WORDS_1_8_9[key] + "\n" for key in _BLANK_LINE_ON_1_8_7},
+                "restore -t": "The -t option (seen in line {line}) cannot be used in {prog}.\n",
+            },
+            long_options=False,
+            nft_nflog_prefix=63,
+            nflog_prefix_gap=True,
+            nft_trailing_blank=True,
+            nft_chain_del="CHAIN_USER_DEL",
+            nft_checks_chain_names=False,
+            nft_lists_missing_as_incompatible=True,
+            nft_restore_fails_at_commit=True,
+            ip6_legacy_check_skips_log_prefix=False,
+        ),
+    ),
+    ((1, 8, 9), _DIALECT_1_8_9),
+    (
+        (1, 8, 11),
+        replace(
+            _DIALECT_1_8_9,
+            words={**_WORDS_1_8_9, "cannot use": "Can't use {option} with {chain}"},
+            long_options=True,
+            nft_lists_missing_as_incompatible=False,
+            ip6_legacy_check_skips_log_prefix=False,
+        ),
+    ),
+)
+
+
+def _checked_version(version: Sequence[int]) -> Version:
+    """``version`` as a :data:`Version`, or ValueError when the fake cannot imitate it."""
+    numbers = tuple(version)
+    if len(numbers) != 3 or not all(type(n) is int and n >= 0 for n in numbers):
+        raise ValueError(f"version must be three numbers, as (1, 8, 9), not {version!r}")
+    major, minor, patch = numbers
+    if (major, minor, patch) < _DIALECTS[0][0]:
+        oldest = ".".join(map(str, _DIALECTS[0][0]))
+        raise ValueError(f"the fake imitates iptables {oldest} and later, not {major}.{minor}.{patch}")
+    return major, minor, patch
+
+
+def _dialect(version: Version) -> _Dialect:
+    """The row of :data:`_DIALECTS` that ``version`` falls in."""
+    return [dialect for since, dialect in _DIALECTS if since <= version][-1]
+
+
+def _say(dialect: _Dialect, key: str, **values: object) -> str:
+    return dialect.words[key].format(**values)
+
+
+def _option_name(dialect: _Dialect, token: str) -> str:
+    """How iptables names the option ``token`` in a refusal (a token it does not know as it
+    came)."""
+    names = _OPTION_NAMES.get(token)
+    if names is None:
+        return token
+    return names[1] if dialect.long_options else names[0]
+
 
 # Targets that are extensions, not chains; a jump to anything else must name a chain.
 _TARGETS = frozenset(
@@ -116,11 +288,9 @@ _TARGETS = frozenset(
     ]
 )
 
-#: How many bytes of each value the kernel keeps (the rest is cut without a word).
-_KEPT: dict[Backend, dict[str, int]] = {
-    "legacy": {"--log-prefix": 29, "--comment": 255, "--nflog-prefix": 63},
-    "nft": {"--log-prefix": 29, "--comment": 255, "--nflog-prefix": 127},
-}
+#: How many bytes of each value the kernel keeps (the rest is cut without a word); nf_tables
+#: keeps :attr:`_Dialect.nft_nflog_prefix` bytes of an nflog prefix.
+_KEPT: dict[str, int] = {"--log-prefix": 29, "--comment": 255, "--nflog-prefix": 63}
 
 #: Standard verdicts: a rule that is one of them and nothing else ends the legacy
 #: kernel's walk through a chain, so the jumps after it cannot close a loop.
@@ -197,9 +367,9 @@ def _usage(text: str) -> _Failure:
     return _Failure("usage", text)
 
 
-def _bad_argument(token: str) -> _Failure:
+def _bad_argument(token: str, dialect: _Dialect) -> _Failure:
     if token.startswith("-"):
-        return _usage(f"Illegal option `{token}' with this command")
+        return _usage(_say(dialect, "illegal option", option=_option_name(dialect, token)))
     return _Failure("usage", f"Bad argument `{token}'", bare=True)
 
 
@@ -397,9 +567,9 @@ def _takes_rule_number(rest: Sequence[str]) -> bool:
     return bool(rest) and not rest[0].startswith(("-", "!"))
 
 
-def _no_more(rest: Sequence[str]) -> None:
+def _no_more(rest: Sequence[str], dialect: _Dialect) -> None:
     if rest:
-        raise _bad_argument(rest[0])
+        raise _bad_argument(rest[0], dialect)
 
 
 def _required(command: str, rest: Sequence[str]) -> str:
@@ -445,85 +615,91 @@ def _loose_flags(spec: Sequence[str]) -> set[str]:
     return flags
 
 
-def _chain_name_problem(name: str) -> str | None:
+def _chain_name_problem(name: str, dialect: _Dialect, backend: Backend) -> str | None:
     """Why iptables refuses ``name`` for a new chain, or None."""
     if name.startswith(("-", "!")):
-        return f"chain name not allowed to start with `{name[0]}'"
+        return _say(dialect, "chain starts with", char=name[0])
     if len(_wire_bytes(name)) > _MAX_CHAIN_NAME:
         return f"chain name `{name}' too long (must be under {_MAX_CHAIN_NAME + 1} chars)"
     if name in _TARGETS:
-        return "chain name may not clash with target name"
-    if any(c in " \t\n\v\f\r" for c in name):
+        return _say(dialect, "chain is a target")
+    blank = any(c in " \t\n\v\f\r" for c in name)
+    if blank and (backend == "legacy" or dialect.nft_checks_chain_names):
         return f"Invalid chain name `{name}'"
     return None
 
 
-def _parse_rule(command: str, rest: list[str], proto: Protocol) -> _Op:
-    chain = _required(command, rest)
-    rest = rest[1:]
-    number = None
-    if command in ("-I", "-D") and _takes_rule_number(rest):
-        number, rest = _rule_number(rest[0]), rest[1:]
-        if command == "-D":
-            _no_more(rest)
-            return _Op(command, chain, number=number)
-    flag = _hook_flag(chain, tuple(rest), proto)
-    if flag is not None:
-        raise _usage(f"Can't use {flag} with {chain}\n")
-    return _Op(command, chain, tuple(rest), number)
+@dataclass(frozen=True)
+class _Reader:
+    """How one iptables reads a command line: its protocol, backend and version."""
 
+    proto: Protocol
+    backend: Backend
+    dialect: _Dialect
 
-def _parse_list(command: str, rest: list[str]) -> _Op:
-    chain = rest[0] if rest and not rest[0].startswith("-") else None
-    rest = rest[1:] if chain is not None else rest
-    number = None
-    if chain is not None and rest and not rest[0].startswith("-"):
-        number, rest = _rule_number(rest[0]), rest[1:]
-    _no_more(rest)
-    return _Op(command, chain, number=number)
+    def parse(self, args: list[str]) -> _Op:
+        """One command (after the table option), as iptables reads it before touching any
+        table: what is wrong with the command line itself is found here."""
+        if not args:
+            raise _usage("no command specified")
+        command, rest = _LONG_COMMANDS.get(args[0], args[0]), args[1:]
+        if not command.startswith("-"):
+            raise _Failure("usage", f"Bad argument `{command}'", bare=True)
+        if command in ("-A", "-I", "-D", "-C"):
+            return self._rule(command, rest)
+        if command == "-S":
+            return self._list(command, rest)
+        if command in ("-N", "-F", "-X"):
+            return self._chain(command, rest)
+        if command in ("-E", "-P"):
+            return self._pair(command, rest)
+        raise _usage(f'unknown option "{command}"')
 
+    def _rule(self, command: str, rest: list[str]) -> _Op:
+        chain = _required(command, rest)
+        rest = rest[1:]
+        number = None
+        if command in ("-I", "-D") and _takes_rule_number(rest):
+            number, rest = _rule_number(rest[0]), rest[1:]
+            if command == "-D":
+                _no_more(rest, self.dialect)
+                return _Op(command, chain, number=number)
+        flag = _hook_flag(chain, tuple(rest), self.proto)
+        if flag is not None:
+            option = _option_name(self.dialect, flag)
+            raise _usage(_say(self.dialect, "cannot use", option=option, chain=chain))
+        return _Op(command, chain, tuple(rest), number)
 
-def _parse_chain(command: str, rest: list[str]) -> _Op:
-    """-N CHAIN, -F [CHAIN], -X [CHAIN]."""
-    if command == "-N":
-        _required(command, rest)
-        problem = _chain_name_problem(rest[0])
-        if problem is not None:
-            raise _usage(problem)
-    chain = rest[0] if rest and not rest[0].startswith("-") else None
-    _no_more(rest[1:] if chain is not None else rest)
-    return _Op(command, chain)
+    def _list(self, command: str, rest: list[str]) -> _Op:
+        chain = rest[0] if rest and not rest[0].startswith("-") else None
+        rest = rest[1:] if chain is not None else rest
+        number = None
+        if chain is not None and rest and not rest[0].startswith("-"):
+            number, rest = _rule_number(rest[0]), rest[1:]
+        _no_more(rest, self.dialect)
+        return _Op(command, chain, number=number)
 
+    def _chain(self, command: str, rest: list[str]) -> _Op:
+        """-N CHAIN, -F [CHAIN], -X [CHAIN]."""
+        if command == "-N":
+            _required(command, rest)
+            problem = _chain_name_problem(rest[0], self.dialect, self.backend)
+            if problem is not None:
+                raise _usage(problem)
+        chain = rest[0] if rest and not rest[0].startswith("-") else None
+        _no_more(rest[1:] if chain is not None else rest, self.dialect)
+        return _Op(command, chain)
 
-def _parse_pair(command: str, rest: list[str]) -> _Op:
-    """-E OLD NEW, -P CHAIN POLICY."""
-    if len(rest) < 2:
-        raise _usage(
-            "-E requires old-chain-name and new-chain-name"
-            if command == "-E"
-            else "-P requires a chain and a policy"
-        )
-    _no_more(rest[2:])
-    return _Op(command, rest[0], other=rest[1])
-
-
-def _parse(args: list[str], proto: Protocol) -> _Op:
-    """One command (after the table option), as iptables reads it before touching any
-    table: what is wrong with the command line itself is found here."""
-    if not args:
-        raise _usage("no command specified")
-    command, rest = _LONG_COMMANDS.get(args[0], args[0]), args[1:]
-    if not command.startswith("-"):
-        raise _Failure("usage", f"Bad argument `{command}'", bare=True)
-    if command in ("-A", "-I", "-D", "-C"):
-        return _parse_rule(command, rest, proto)
-    if command == "-S":
-        return _parse_list(command, rest)
-    if command in ("-N", "-F", "-X"):
-        return _parse_chain(command, rest)
-    if command in ("-E", "-P"):
-        return _parse_pair(command, rest)
-    raise _usage(f'unknown option "{command}"')
+    def _pair(self, command: str, rest: list[str]) -> _Op:
+        """-E OLD NEW, -P CHAIN POLICY."""
+        if len(rest) < 2:
+            raise _usage(
+                "-E requires old-chain-name and new-chain-name"
+                if command == "-E"
+                else "-P requires a chain and a policy"
+            )
+        _no_more(rest[2:], self.dialect)
+        return _Op(command, rest[0], other=rest[1])
 
 
 # -- printing ------------------------------------------------------------------------------------
@@ -532,14 +708,18 @@ def _parse(args: list[str], proto: Protocol) -> _Op:
 _RAW = frozenset({"-i", "-o", "-j", "-g"})
 
 
-def _printed(chain: str, spec: Sequence[str]) -> str:
+def _printed(chain: str, spec: Sequence[str], *, nflog_gap: bool = False, trailing: bool = False) -> str:
     """One ``-A`` line as iptables prints it: values of -i, -o, -j and -g
     raw (even when they hold a quote or a blank), others quoted when they
-    need it; a value holding a newline spans two lines, as with iptables."""
+    need it; a value holding a newline spans two lines, as with iptables.
+    ``nflog_gap``: an nflog prefix after two blanks; ``trailing``: a blank
+    after a rule without a target (iptables 1.8.7's quirks)."""
     words = [f"-A {chain}"]
     for before, token in zip(("", *spec), spec, strict=False):
-        words.append(token if before in _RAW and token else quote(token))
-    return " ".join(words)
+        word = token if before in _RAW and token else quote(token)
+        words.append(" " + word if nflog_gap and before == "--nflog-prefix" else word)
+    line = " ".join(words)
+    return line + " " if trailing and _jump_flag(spec) is None else line
 
 
 def _rename_jump(spec: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
@@ -615,6 +795,10 @@ class _Process:
         self.proto = proto
         self.backend: Backend = runner.backend
         self.legacy = runner.backend == "legacy"
+        self.version_text = ".".join(map(str, runner.version))
+        self.dialect = runner.dialect
+        self.reader = _Reader(proto, runner.backend, runner.dialect)
+        self.kept = {**_KEPT, "--nflog-prefix": 63 if self.legacy else self.dialect.nft_nflog_prefix}
         self.tables = runner.tables[proto]
         self.prog = proto.command  # "iptables" or "ip6tables", as iptables names itself
         self.restore_prog = f"{self.prog}-restore" if self.legacy else f"{self.prog}-nft-restore"
@@ -623,7 +807,12 @@ class _Process:
     # -- words ---------------------------------------------------------------------------------
 
     def _head(self, prog: str) -> str:
-        return f"{prog} {_VERSION} ({_VARIANT[self.backend]}): "
+        return f"{prog} v{self.version_text} ({_VARIANT[self.backend]}): "
+
+    def printed(self, chain: str, spec: Sequence[str]) -> str:
+        """One ``-A`` line as this iptables prints it."""
+        trailing = self.dialect.nft_trailing_blank and not self.legacy
+        return _printed(chain, spec, nflog_gap=self.dialect.nflog_prefix_gap, trailing=trailing)
 
     def describe(self, failure: _Failure) -> str:
         """A failure's stderr, as the iptables command prints it."""
@@ -646,7 +835,9 @@ class _Process:
             first = failure.text if failure.bare else head + failure.text
             text = f"{first}\nError occurred at line: {line}\nTry `{prog} -h' or '{prog} --help' for more information."
         elif failure.kind == "refused":
-            why = f": {failure.text}" if failure.text and not self.legacy else ""
+            # legacy never gives the reason, nor iptables-nft-restore when it reports at COMMIT
+            terse = self.legacy or self.dialect.nft_restore_fails_at_commit
+            why = f": {failure.text}" if failure.text and not terse else ""
             text = f"{prog}: line {line} failed{why}"
         elif failure.kind == "kernel":
             text = head + "\n" + "\n".join(f"line {n}: {what}" for n, what in failure.lines)
@@ -673,7 +864,7 @@ class _Process:
 
     def stored(self, spec: Sequence[str]) -> tuple[str, ...]:
         """A rule as the kernel holds it: printed form, long values cut."""
-        return _kept(_as_printed(spec, self.proto), _KEPT[self.backend])
+        return _kept(_as_printed(spec, self.proto), self.kept)
 
     def check_target(self, table: _Table, spec: Sequence[str]) -> None:
         """A jump must name a target or a chain of the table, a goto a chain."""
@@ -687,7 +878,7 @@ class _Process:
         if not self.legacy:
             raise _usage(f"Chain '{target}' does not exist")
         if goto:
-            raise _usage(f"goto '{target}' is not a chain")
+            raise _usage(_say(self.dialect, "goto no chain", target=target))
         raise _usage(f"Couldn't load target `{target}':No such file or directory\n")
 
     def walk_refused(self, table: _Table) -> bool:
@@ -705,7 +896,9 @@ class _Process:
                 args.pop(0)
             elif args and args[0].isdigit():
                 args.pop(0)
-        op = _parse(args, self.proto)
+        if args[:1] in (["--version"], ["-V"]):
+            return self.version_line(self.prog)
+        op = self.reader.parse(args)
         table = self.table(table_name)
         if op.command in ("-A", "-I", "-D") and self._may_change_walks(op, table_name):
             return self._walk_checked(op, table_name, table)
@@ -806,22 +999,23 @@ class _Process:
 
     def _check(self, op: _Op, table: _Table) -> str:
         self.check_target(table, op.spec)
-        same = _key_without_log_prefix(self.proto) if self.legacy and self.proto is Protocol.IPV6 else None
+        quirk = self.legacy and self.proto is Protocol.IPV6 and self.dialect.ip6_legacy_check_skips_log_prefix
+        same = _key_without_log_prefix(self.proto) if quirk else None
         self._find(table.get(str(op.chain)), self.stored(op.spec), same)
         return ""
 
     def _list(self, op: _Op, table_name: str, table: _Table) -> str:
         if op.chain is not None and op.chain not in table:
-            if self.legacy:
+            if self.legacy or not self.dialect.nft_lists_missing_as_incompatible:
                 raise _no_chain()
             text = f"chain `{op.chain}' in table `{table_name}' is incompatible, use 'nft' tool."
             raise _Failure("fatal", text)
         if op.number is not None:  # one rule, without the chain's head line
             held = table[str(op.chain)].rules
-            return _printed(str(op.chain), held[op.number - 1]) + "\n" if op.number <= len(held) else ""
+            return self.printed(str(op.chain), held[op.number - 1]) + "\n" if op.number <= len(held) else ""
         names = [op.chain] if op.chain is not None else _order(table_name, table)
         heads = [f"-P {n} {table[n].policy}" if table[n].policy else f"-N {n}" for n in names]
-        rules = [_printed(n, spec) for n in names for spec in table[n].rules]
+        rules = [self.printed(n, spec) for n in names for spec in table[n].rules]
         return "".join(line + "\n" for line in heads + rules)
 
     def _new(self, op: _Op, table: _Table) -> str:
@@ -850,7 +1044,8 @@ class _Process:
         if not referenced and not held:
             return None
         if not self.legacy:  # the kernel refuses it at commit
-            return _Failure("kernel", f"CHAIN_DEL failed (Device or resource busy): chain {name}")
+            operation = self.dialect.nft_chain_del
+            return _Failure("kernel", f"{operation} failed (Device or resource busy): chain {name}")
         return _refused("Too many links." if referenced else "Directory not empty.")
 
     def _remove(self, op: _Op, table: _Table) -> str:
@@ -892,7 +1087,13 @@ class _Process:
 
     # -- save and restore -----------------------------------------------------------------------
 
+    def version_line(self, prog: str) -> str:
+        """What ``--version`` prints."""
+        return f"{prog} v{self.version_text} ({_VARIANT[self.backend]})\n"
+
     def save(self, args: list[str]) -> str:
+        if "--version" in args or "-V" in args:
+            return self.version_line(f"{self.prog}-save" if self.legacy else f"{self.prog}-nft-save")
         names = list(self.tables)
         if "-t" in args:
             if args.index("-t") + 1 >= len(args):
@@ -904,12 +1105,14 @@ class _Process:
             lines.append(f"*{name}")
             order = _order(name, table)
             lines.extend(f":{c} {table[c].policy or '-'} [0:0]" for c in order)
-            lines.extend(_printed(c, spec) for c in order for spec in table[c].rules)
+            lines.extend(self.printed(c, spec) for c in order for spec in table[c].rules)
             lines.append("COMMIT")
         lines.append("# Completed")
         return "\n".join(lines) + "\n"
 
     def restore(self, args: list[str], payload: str) -> str:
+        if "--version" in args or "-V" in args:
+            return self.version_line(self.restore_prog)
         noflush = "--noflush" in args or "-n" in args
         out: list[str] = []
         pending: _Pending | None = None
@@ -956,14 +1159,11 @@ class _Process:
         words = line[1:].split()
         prog = self.restore_prog
         if not words:
-            raise _usage(f"{prog}: line {number} table name invalid")
+            raise _usage(_say(self.dialect, "no table name", prog=prog, line=number))
         name = words[0]
         if name not in BUILTIN_CHAINS:
-            raise _usage(
-                f"{prog}: unable to initialize table '{name}'"
-                if self.legacy
-                else f"{prog}: line {number} table name '{name}' invalid"
-            )
+            unknown = "table unknown" if self.legacy else "table name invalid"
+            raise _usage(_say(self.dialect, unknown, prog=prog, line=number, name=name))
         table = copy.deepcopy(self.table(name)) if noflush else _new_table(name)
         return _Pending(name, table)
 
@@ -972,18 +1172,18 @@ class _Process:
             return self._declaration(line, number)
         words = _restore_tokens(line, newline)
         if words and words[0] in ("-t", "--table"):
-            raise _usage(f"The -t option cannot be used in {self.restore_prog}.\n")
+            raise _usage(_say(self.dialect, "restore -t", prog=self.restore_prog, line=number))
         if words and words[0] in ("-w", "--wait"):
             raise _usage("You cannot use `-w' from iptables-restore")
-        return _parse(words, self.proto)
+        return self.reader.parse(words)
 
     def _declaration(self, line: str, number: int) -> _Op:
         # ":CHAIN POLICY [packets:bytes]": what follows the policy is not read at all.
         words = line[1:].split()
         if len(words) < 2:
-            raise _usage(f"{self.restore_prog}: line {number} policy invalid")
-        if not self.legacy and words[0].startswith("-"):
-            raise _usage("chain name not allowed to start with `-'")
+            raise _usage(_say(self.dialect, "policy invalid", prog=self.restore_prog, line=number))
+        if not self.legacy and self.dialect.nft_checks_chain_names and words[0].startswith("-"):
+            raise _usage(_say(self.dialect, "chain starts with", char="-"))
         return _Op(":", words[0], other=words[1])
 
     def _declare(self, op: _Op, table: _Table, line: int) -> str:
@@ -1028,13 +1228,19 @@ class _Process:
         finally:
             self.batch = None
         if batch.errors:
-            raise _Failure("kernel", "", lines=batch.errors)
+            raise _Failure("kernel", "", lines=self._reported(batch.errors, commit_line))
         for chain in pending.table.values():
             chain.rules = _live(chain.rules)
         # A loop closed and opened again within the batch passes: only the end is validated.
         if batch.refusals and self.walk_refused(pending.table):
-            raise _Failure("kernel", "", lines=batch.refusals)
+            raise _Failure("kernel", "", lines=self._reported(batch.refusals, commit_line))
         return "".join(out)
+
+    def _reported(self, lines: list[tuple[int, str]], commit_line: int) -> list[tuple[int, str]]:
+        """The kernel's refusals with the lines iptables-nft-restore names them by."""
+        if self.dialect.nft_restore_fails_at_commit:
+            return [(commit_line, what) for _, what in lines]
+        return lines
 
     def _batched(self, op: _Op, number: int, pending: _Pending, commit_line: int) -> str:
         assert self.batch is not None
@@ -1044,7 +1250,9 @@ class _Process:
             out = self.apply(op, pending.name, pending.table, line=number)
         except _Failure as failure:
             # nft reads every line first: a usage problem found now is the COMMIT line's
-            failure.line = commit_line if failure.kind == "usage" else number
+            # (and any problem, for an iptables-nft-restore that reports at COMMIT)
+            at_commit = failure.kind == "usage" or self.dialect.nft_restore_fails_at_commit
+            failure.line = commit_line if at_commit else number
             raise
         finally:
             self.batch.changed(op)
@@ -1087,18 +1295,23 @@ def _too_many_links(op: _Op, count: int) -> str:
 
 
 class FakeRunner(Runner):
-    """Emulates iptables 1.8.9 in memory for both protocols, on one backend.
+    """Emulates one iptables version in memory for both protocols, on one backend.
 
     ``backend`` picks where iptables-nft and iptables-legacy differ (what the
     kernel keeps of an nflog prefix, how loops and busy chains are refused,
-    when a restore checks its lines; see the module's doc). ``calls`` counts
-    the processes a real runner would have spawned.
+    when a restore checks its lines; see the module's doc). ``version``, as
+    ``(1, 8, 11)``, is the iptables whose words (its version string included,
+    as ``--version`` prints it) and quirks the fake follows: 1.8.7 or later
+    (default :data:`DEFAULT_VERSION`, 1.8.9; ValueError for an older one).
+    ``calls`` counts the processes a real runner would have spawned.
     """
 
-    def __init__(self, *, backend: Backend = "nft") -> None:
+    def __init__(self, *, backend: Backend = "nft", version: Version = DEFAULT_VERSION) -> None:
         if backend not in ("nft", "legacy"):
             raise ValueError(f"backend must be 'nft' or 'legacy', not {backend!r}")
         self.backend: Backend = backend
+        self.version: Version = _checked_version(version)
+        self.dialect = _dialect(self.version)
         self.calls = 0
         self.tables: dict[Protocol, dict[str, _Table]] = {Protocol.IPV4: {}, Protocol.IPV6: {}}
 
@@ -1145,7 +1358,13 @@ class FakeClient(Client):
     2
 
     Pass one ``runner`` to several fakes (IPv4 and IPv6) to share one state;
-    without one, the fake builds a :class:`FakeRunner` on its ``backend``.
+    without one, the fake builds a :class:`FakeRunner` on its ``backend``
+    imitating ``version`` (default :data:`DEFAULT_VERSION`):
+
+    >>> FakeClient(version=(1, 8, 11)).fake.version
+    (1, 8, 11)
+
+    A ``version`` other than the ``runner``'s is a ValueError.
     """
 
     def __init__(
@@ -1155,10 +1374,15 @@ class FakeClient(Client):
         runner: FakeRunner | None = None,
         backend: str = "nft",
         wait: float | None = 5.0,
+        version: Version | None = None,
     ) -> None:
         base = proto.command
         infix = f"-{backend}" if backend in ("nft", "legacy") else ""
-        self.fake: FakeRunner = runner or FakeRunner(backend="nft" if backend == "nft" else "legacy")
+        if runner is not None and version is not None and _checked_version(version) != runner.version:
+            raise ValueError(f"version {version!r} is not the runner's, {runner.version!r}")
+        self.fake: FakeRunner = runner or FakeRunner(
+            backend="nft" if backend == "nft" else "legacy", version=version or DEFAULT_VERSION
+        )
         super().__init__(
             proto,
             backend="nft" if backend == "nft" else "legacy",

@@ -41,12 +41,13 @@ name                                           type       labels
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -56,7 +57,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         name=exc.name,
     ) from exc
 
-from .client import Operation, parse_operation
+from .client import Client, Operation, parse_operation
 from .controller import Controller
 from .errors import IPTablesNotFoundError, IPTablesTimeoutError
 from .model import Rule
@@ -67,6 +68,10 @@ __all__ = ["ControllerMetrics", "MetricsRunner", "Operation", "instrument", "par
 # iptables processes take milliseconds; a busy xtables lock makes them take seconds.
 _PROCESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def _client_backend(client: Client) -> str:
+    return client.backend
 
 
 def _backend_of(program: str) -> str:
@@ -169,12 +174,18 @@ class MetricsRunner(Runner):
         inner: the runner that runs the processes.
         registry: where the metrics live (default: prometheus_client's
             global ``REGISTRY``).
-        backend: the ``backend`` label; by default read from each program's
-            name (``iptables-nft``), or the file it resolves to.
+        backend: the ``backend`` label, or a function giving it at each
+            process (a client's backend, learned at its first process when
+            its binary is a wrapper script); by default read from each
+            program's name (``iptables-nft``), or the file it resolves to.
     """
 
     def __init__(
-        self, inner: Runner, registry: CollectorRegistry | None = None, *, backend: str | None = None
+        self,
+        inner: Runner,
+        registry: CollectorRegistry | None = None,
+        *,
+        backend: str | Callable[[], str] | None = None,
     ) -> None:
         self.inner = inner
         self.registry = registry if registry is not None else REGISTRY
@@ -195,6 +206,8 @@ class MetricsRunner(Runner):
         return f"MetricsRunner({self.inner!r})"
 
     def _backend(self, program: str) -> str:
+        if callable(self.backend):
+            return self.backend()
         if self.backend is not None:
             return self.backend
         if program not in self._backends:
@@ -302,6 +315,10 @@ def instrument(controller: Controller, registry: CollectorRegistry | None = None
     metrics = ControllerMetrics(controller, registry)  # raises for a second controller
     for client in controller.clients:
         if not (isinstance(client.runner, MetricsRunner) and client.runner.registry is registry):
-            client.runner = MetricsRunner(client.runner, registry, backend=client.backend)
+            # Read at each process: an "auto" client behind a wrapper script
+            # learns its backend at its first one.
+            client.runner = MetricsRunner(
+                client.runner, registry, backend=functools.partial(_client_backend, client)
+            )
     controller.listeners.append(metrics)
     return metrics

@@ -644,7 +644,14 @@ async def test_a_restore_failing_mid_reconcile_leaves_its_table_untouched_report
     # iptables-save per table, a restore per table); in "rejected" mode the
     # rejected restore ran no process (3 processes), in "invalid" mode it did
     # (4). The repair: 3 processes (2 saves, 1 restore); the check: 2 (saves).
-    assert spent == 4, f"calls made by the failing set(): {spent}"
+    # A bare "line N failed" at COMMIT (what "rejected" injects, and what
+    # iptables-nft-restore before 1.8.9 prints for any refusal) costs
+    # iptables-nft one --version, once per client; before 1.8.9 also an
+    # iptables-save of the table and a -C of the rule deleted by its spec, to
+    # find the change to blame (none: the injected refusal blames nothing).
+    unexplained = backend == "nft" and mode == "rejected"
+    old = unexplained and await client.version() < (1, 8, 9)
+    assert spent == 4 + unexplained + 2 * old, f"calls made by the failing set(): {spent}"
     assert repair["processes"] == 3 and controller.last_stats["processes"] == 2
     assert faulty.calls == controller.calls - (1 if mode == "rejected" else 0)
 
@@ -716,9 +723,15 @@ async def test_a_chain_deleted_between_read_and_write_refuses_only_its_rules_the
     # Figures: 0 faults injected (iptables-restore itself refused), the
     # failed reconcile spent 3 processes (1 iptables-save, 1 refused restore,
     # 1 restore without the refused rule), the repair 2 (1 save, 1 restore
-    # recreating REL-B, its rules and the jump).
+    # recreating REL-B, its rules and the jump). iptables-nft-restore before
+    # 1.8.9 does not say which line it refused: finding it takes its
+    # --version (once per client) and one more save.
+    unexplained = backend == "nft" and await client.version() < (1, 8, 9)
     assert faulty.faults == 0
-    assert spent == 3 and repair["processes"] == 2 and repair["writes"] == 1, (spent, repair)
+    assert spent == 3 + 2 * unexplained and repair["processes"] == 2 and repair["writes"] == 1, (
+        spent,
+        repair,
+    )
 
 
 ROUNDS = 4

@@ -1294,12 +1294,15 @@ def test_the_fake_lists_what_iptables_lists(
     monkeypatch.setattr(hypothesis.internal.conjecture.engine, "MAX_SHRINKING_SECONDS", SHRINK_SECONDS)
     real = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
     program = proto.command
+    # The fake imitates the version of the iptables it is held to ("iptables v1.8.9 (nf_tables)").
+    printed = run(real.runner.run, [real.binaries.iptables, "--version"]).stdout.split()[1]
+    major, minor, patch = (int(number) for number in printed.removeprefix("v").split("."))
 
     @given(script=st.lists(commands(proto), min_size=1, max_size=12))
     @profile(REPLAYS)
     def replay(script: list[Command]) -> None:
         run(real.restore, RESET, noflush=False)
-        fake = FakeRunner(backend="nft" if backend == "nft" else "legacy")
+        fake = FakeRunner(backend="nft" if backend == "nft" else "legacy", version=(major, minor, patch))
         for command in script:
             if command[0] == "restore":
                 payload = command[1].encode()
