@@ -408,7 +408,7 @@ def _load_corpus() -> ModuleType:
 def test_every_real_world_rule_of_the_corpus_is_accepted() -> None:
     corpus = _load_corpus()
     rules = corpus.read_corpus(Path(__file__).resolve().parent / "data" / "corpus.tsv")
-    assert len(rules) == 440
+    assert len(rules) == 508
     for rule in rules:
         check_rule(rule.tokens, V4 if rule.proto == 4 else V6)
 
@@ -448,16 +448,21 @@ def test_text_that_cannot_reach_iptables_is_refused_before_any_process(bad: str,
             call()
 
 
+# Type 255 is every ICMP packet to the kernel whatever the codes
+# (icmp_type_code_match), and iptables up to 1.8.9 lists every such rule as
+# "any": one key for them all, so that each version's listing reads as the
+# rule given (1.8.10 on lists 255/0 as such).
 @pytest.mark.parametrize(
     ("a", "b", "same"),
     [
-        pytest.param("255/0", "any", False, id="icmp-255-code-0-is-not-any"),
-        pytest.param("255/3", "any", False, id="icmp-255-code-3-is-not-any"),
-        pytest.param("255/0", "255/3", False, id="icmp-255-codes-differ"),
+        pytest.param("255/0", "any", True, id="icmp-255-code-0-is-any"),
+        pytest.param("255/3", "any", True, id="icmp-255-code-3-is-any"),
+        pytest.param("255/0", "255/3", True, id="icmp-255-codes-do-not-matter"),
         pytest.param("255", "any", True, id="icmp-255-alone-is-any"),
+        pytest.param("254/0", "254", False, id="icmp-another-type-keeps-its-code"),
     ],
 )
-def test_icmp_type_255_with_a_code_is_not_any(a: str, b: str, same: bool) -> None:
+def test_icmp_type_255_is_any_whatever_its_code(a: str, b: str, same: bool) -> None:
     def form(value: str) -> tuple[str, ...]:
         return canonicalize(("-p", "icmp", "--icmp-type", value, "-j", "ACCEPT"))
 
@@ -564,7 +569,11 @@ def valid_specs(draw: st.DrawFn, proto: Protocol) -> tuple[str, ...]:
     if protocol:
         spec += ["-p", protocol]
     if protocol in ("tcp", "udp", "6", "17") and draw(st.booleans()):
-        maybe_negated(draw(st.sampled_from(["--dport", "--sport", "--destination-port"])), draw(_ports()))
+        option = (draw(st.sampled_from(["--dport", "--sport", "--destination-port"])), draw(_ports()))
+        if option[1] in ("0:", ":65535", "0:65535"):
+            spec += option  # (negated, every port is no port: refused, and rightly)
+        else:
+            maybe_negated(*option)
     if protocol in ("tcp", "udp") and draw(st.booleans()):
         spec += ["-m", "multiport"]
         maybe_negated(draw(st.sampled_from(["--dports", "--sports", "--ports"])), draw(_multiport()))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from aioiptables import InvalidRuleError, Protocol, Rule
 from aioiptables.extensions import Unsupported, normalize_address, printed_v4
 from aioiptables.parse import (
+    OPAQUE,
     ChainListing,
     _by_groups,
     _fast_key,
@@ -22,6 +23,8 @@ from aioiptables.parse import (
     parse_rule,
     parse_save,
     read_listing,
+    rule_records,
+    spec_to_write,
 )
 from aioiptables.syntax import CLOSED, scan_printed, split_printed
 
@@ -75,6 +78,15 @@ SAME = [
     ("any interface", "-j ACCEPT", "-i + -j ACCEPT"),
     ("a match before the protocol", "-p tcp -m comment --comment x -m tcp --dport 80",
      "-m comment --comment x -p tcp --dport 80"),
+    # How other releases print a rule that 1.8.9 prints as the first.
+    ("a protocol by number, as 1.8.11 on prints it", "-p gre -j ACCEPT", "-p 47 -j ACCEPT"),
+    ("icmp type 255 with a code, as 1.8.10 on prints it", "-p icmp -m icmp --icmp-type any",
+     "-p icmp -m icmp --icmp-type 255/0"),
+    ("a tcp match without options, folded as iptables-nft 1.8.10 on prints it",
+     "-p tcp -m tcp -m tcp --dport 1 -j DROP", "-p tcp -m tcp --dport 1 -j DROP"),
+    ("a tcp match kept as an xt match, with a later one's port (iptables-nft 1.8.10 on)",
+     "-p tcp -m tcp --tcp-option 5 -m tcp --dport 1", "-p tcp -m tcp --dport 1 --tcp-option 5"),
+    ("two tcp matches without options", "-p tcp -m tcp -m tcp", "-p tcp -m tcp"),
 ]  # fmt: skip
 
 
@@ -88,6 +100,11 @@ DIFFERENT = [
     ("match order", "-m mark --mark 1 -m comment --comment x", "-m comment --comment x -m mark --mark 1"),
     ("an unknown option's value", "-m foo --bar 1", "-m foo --bar 2"),
     ("two addresses and one", "-s 10.1.2.3/8 -s 0.0.0.0/0", "-s 10.0.0.0/8"),
+    # A listing up to 1.8.10 loses the negated range (a rule matching no packet).
+    ("a negated range over every port and its loss", "-p tcp ! --dport 0:65535", "-p tcp -m tcp"),
+    ("an option in two tcp matches, and the last, which iptables-nft lists",
+     "-p tcp --dport 1 -m tcp --dport 1:100", "-p tcp --dport 1:100"),
+    ("a match without options and none", "-p tcp -m tcp", "-p tcp"),
 ]  # fmt: skip
 
 
@@ -155,11 +172,13 @@ BASES = [
     ("-s", "10.0.0.0/8"), ("-s", "10.1.0.0/8"), ("!", "-s", "1.2.3.4/32"), ("-s", "1.2.3.4"), ("-d", "0.0.0.0/0"),
     ("!", "-d", "0.0.0.0/0"), ("-d", "fd00::/64"), ("-d", "fd00::1/64"), ("-s", "010.0.0.0/8"), ("-s", "1.2.3.0/24"),
     ("-i", "eth0"), ("!", "-i", "cali+"), ("-i", "+"), ("-o", "lo"), ("-p", "tcp"), ("-p", "6"), ("-p", "all"),
-    ("!", "-p", "udp"), ("-p", "ipv6-icmp"), ("-f",), ("-s", "1.2.3.4/32,5.6.7.8/32"),
+    ("!", "-p", "udp"), ("-p", "ipv6-icmp"), ("-f",), ("-s", "1.2.3.4/32,5.6.7.8/32"), ("-p", "47"),
+    ("-p", "gre"), ("-p", "icmp"),
 ]  # fmt: skip
 GROUPS = [
     ("-m", "comment", "--comment", "a b"), ("-m", "comment", "--comment", "-m"), ("--match", "comment", "--comment", "x"),
     ("-m", "tcp", "--dport", "80"), ("-m", "tcp", "--dport", "http"), ("-m", "tcp", "--sport", "53"),
+    ("-m", "tcp", "!", "--dport", "0:65535"), ("-m", "icmp", "--icmp-type", "255/0"),
     ("-m", "udp", "--dport", "53"), ("-m", "tcp", "--dport", "80", "--sport", "1"),
     ("-m", "tcp", "--sport", "1", "--dport", "80"), ("-m", "mark", "--mark", "0x1/0xff"), ("-m", "mark", "--mark", "1"),
     ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"), ("-m", "state", "--state", "NEW"),
@@ -244,6 +263,7 @@ PRINTED_WORDS = [
     "0x1", "ACCEPT", "REJECT", "--reject-with", "tcp-reset", "DNAT", "--to-destination", "1.2.3.4:80",
     "CHAIN", "", " ", "\\", "a b", "x\ty", "é", "\u00a0", "LOG", "--log-prefix", "--log-level", "4",
     "NFLOG", "--nflog-prefix", "string", "--string", "--algo", "bm", "--to", "65535", "-o", "-i",
+    "47", "gre", "icmp", "--icmp-type", "255/0", "any", "0:65535",
 ]  # fmt: skip
 
 
@@ -264,3 +284,68 @@ def test_a_printed_line_read_a_group_at_a_time_reads_as_split_and_keyed(
         if read is not None:
             spec = _printed_spec(line)
             assert read == (spec, _key(spec, proto))
+
+
+# iptables-nft 1.8.7 ends the -S and iptables-save line of a rule without a
+# target with a blank; so do other releases' lines of the same rules without.
+ENDING_IN_A_BLANK = [
+    (V4, "-A INPUT -p udp -m udp --dport 0 "),
+    (V4, "-A INPUT -m length --length 200:100 "),
+    (V4, "-A INPUT -m conntrack --ctproto 0 "),
+    (V6, "-A INPUT -d fd00::1/128 "),
+    (V4, "-A INPUT -i a b "),
+    (V4, '-A INPUT -m comment --comment "x y" '),
+    (V4, '-A INPUT -s 10.0.0.0/8 -m comment --comment "x" -m comment --comment "y z" '),
+]
+
+
+@pytest.mark.parametrize(("proto", "line"), ENDING_IN_A_BLANK)
+def test_a_line_ending_in_a_blank_reads_as_without_it(proto: Protocol, line: str) -> None:
+    bare = line.rstrip(" ")
+    for record in (line, bare):  # the second time from the memo
+        (read,) = read_listing(proto, "filter", "INPUT", rule_records([record], "INPUT")).specs
+        assert read == _printed_spec(bare) and read[0] != OPAQUE
+    listing = read_listing(proto, "filter", "INPUT", rule_records([line, bare], "INPUT"))
+    assert listing.keys[0] == listing.keys[1] == _key(_printed_spec(bare), proto)
+    assert parse_rule(line, proto=proto) == parse_rule(bare, proto=proto)
+    save = "*filter\n:INPUT ACCEPT [0:0]\n{}\nCOMMIT\n"
+    chain = parse_save(save.format(line), proto)["filter"].chain("INPUT")
+    assert chain.specs == parse_save(save.format(bare), proto)["filter"].chain("INPUT").specs
+
+
+def test_a_value_holding_a_newline_printed_with_a_blank_after_it_is_one_opaque_rule() -> None:
+    # iptables-nft 1.8.7 prints the closing quote on the next line with a blank.
+    for tail in ('" ', '"'):
+        lines = ['-A INPUT -m comment --comment "open -j ACCEPT', tail, "-A INPUT -j DROP"]
+        listing = read_listing(V4, "filter", "INPUT", rule_records(lines, "INPUT"))
+        assert [spec[0] for spec in listing.specs] == [OPAQUE, "-j"]
+
+
+WRITTEN = [
+    ("as given", "-p tcp --dport 1 -j DROP", "-p tcp --dport 1 -j DROP"),
+    ("as given, a match of each kind", "-p tcp -m tcp --dport 1 -m comment --comment x -j DROP",
+     "-p tcp -m tcp --dport 1 -m comment --comment x -j DROP"),
+    ("a tcp match without options, folded", "-p tcp -m tcp -m tcp --dport 1 -j DROP",
+     "-p tcp -m tcp --dport 1 -j DROP"),
+    ("an implicit tcp match and a later one, folded", "-p tcp --dport 1 -m tcp --sport 2 -j DROP",
+     "-p tcp -m tcp --sport 2 --dport 1 -j DROP"),
+    ("repeated udp matches, folded", "-p udp -m udp --sport 5 -m udp --dport 6 -j ACCEPT",
+     "-p udp -m udp --sport 5 --dport 6 -j ACCEPT"),
+    ("folded, the rest in canonical form", "-p tcp -m tcp -m tcp --dport http -j REJECT",
+     "-p tcp -m tcp --dport 80 -j REJECT --reject-with icmp-port-unreachable"),
+    ("an option in two matches: not folded, as given", "-p tcp --dport 1 -m tcp --dport 2 -j DROP",
+     "-p tcp --dport 1 -m tcp --dport 2 -j DROP"),
+    ("a rule not read whole: as given", "-p tcp -m tcp -m tcp --dport 1 -m foo --bar -j DROP",
+     "-p tcp -m tcp -m tcp --dport 1 -m foo --bar -j DROP"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("given", "written"), [(g, w) for _, g, w in WRITTEN], ids=[n for n, _, _ in WRITTEN]
+)
+def test_a_rule_iptables_nft_reads_back_folded_is_written_folded(given: str, written: str) -> None:
+    # iptables-nft 1.8.11 on deletes (and -C finds) such a rule by its folded
+    # spelling only: the controller writes it, and deletes it, by that one.
+    spec = tuple(given.split())
+    assert spec_to_write(spec) == tuple(written.split())
+    assert canonicalize(spec_to_write(spec)) == canonicalize(spec)

@@ -7,8 +7,12 @@ iptables prints (``--dport http`` to ``80``, ``--icmp-type echo-request`` to
 ones it omits (``-j REJECT`` gains ``--reject-with icmp-port-unreachable``,
 ``--limit-burst 5`` disappears).
 
-Everything here was checked against iptables 1.8.9 on both backends (see
-tests/test_canonical.py). A value a normalizer cannot read raises
+Everything here was checked against iptables 1.8.7, 1.8.9, 1.8.11 and 1.8.13
+on both backends (tests/test_canonical.py, which scripts/compat/run-tests runs
+against each release). Where releases print a rule otherwise (protocols by
+number from 1.8.11, icmp type 255 with its code from 1.8.10, repeated tcp and
+udp matches folded by iptables-nft), each release's form has the same key,
+and the tests record which release prints what. A value a normalizer cannot read raises
 :class:`Unsupported`, and the parser then compares that part as text: an
 unknown spelling can cost a miss, never a false match. So where we are not
 sure how iptables reads something (host names, hex floats), we leave it.
@@ -22,6 +26,7 @@ conntrack ports are decimal (``010`` is 10); ``-s 10.1`` is 10.1.0.0 but
 
 from __future__ import annotations
 
+import datetime
 import functools
 import grp
 import math
@@ -83,6 +88,9 @@ class Option:
     normalize: Normalizer | None = None
     #: Refuses values iptables would refuse or misread (see check_rule).
     check: Checker | None = None
+    #: The same for the option negated (``! --dport 0:65535``), where only
+    #: the negation makes the rule one that no listing shows as written.
+    check_negated: Checker | None = None
 
 
 @dataclass(frozen=True)
@@ -352,10 +360,15 @@ def _recent_mask(values: Values, proto: Protocol) -> Values:
 
 # -- protocols -----------------------------------------------------------------------------------
 
-# xtables_chain_protos: the names iptables knows without /etc/protocols.
+# xtables_chain_protos: the names iptables knows without /etc/protocols, in
+# its order (the first name of a number is the one it prints). 1.8.11 added
+# dccp and ipcomp; from 1.8.11 on, -S and iptables-save print any other
+# protocol as its number (-p 47), where 1.8.10 and older print the name
+# /etc/protocols gives it (-p gre). Keys keep the names: both read alike.
 _CHAIN_PROTOS = (
-    ("tcp", 6), ("sctp", 132), ("udp", 17), ("udplite", 136), ("icmp", 1), ("icmpv6", 58),
-    ("ipv6-icmp", 58), ("esp", 50), ("ah", 51), ("ipv6-mh", 135), ("mh", 135), ("all", 0),
+    ("tcp", 6), ("sctp", 132), ("udp", 17), ("udplite", 136), ("icmp", 1), ("ipv6-icmp", 58),
+    ("icmpv6", 58), ("esp", 50), ("ah", 51), ("mobility-header", 135), ("ipv6-mh", 135),
+    ("mh", 135), ("dccp", 33), ("ipcomp", 108), ("all", 0),
 )  # fmt: skip
 
 
@@ -400,13 +413,15 @@ def _protocol_number(value: str) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _protocol_name(number: int) -> str:
-    """How ``-p`` prints a protocol number: /etc/protocols first, then
-    iptables' own names, else the number; 0 is ``all``."""
+    """How ``-p`` prints a protocol number up to iptables 1.8.10: its own
+    names first (1.8.8 on; 1.8.7 asks /etc/protocols first, which names
+    them alike), then /etc/protocols, else the number; 0 is ``all``. (1.8.11
+    on prints the number unless the name is its own: see _CHAIN_PROTOS.)"""
     if number == 0:
         return "all"
-    name = _etc_protocols()[1].get(number)
+    name = next((n for n, num in _CHAIN_PROTOS if num == number), None)
     if name is None:
-        name = next((n for n, num in _CHAIN_PROTOS if num == number), str(number))
+        name = _etc_protocols()[1].get(number, str(number))
     return name
 
 
@@ -609,9 +624,21 @@ def _nat_to(value: str, proto: Protocol, with_base: bool) -> str:
     return shown + shown_ports
 
 
+def _zero_base(shown: str) -> str:
+    """SNAT and MASQUERADE take a base port after a port range (iptables 1.8.9
+    on) but keep only that there was one: any base is printed as ``/0``.
+    (1.8.7 drops the base, SNAT's silently: of its rules the base cannot be
+    read back, and one spelled with a base is another rule there.)"""
+    kept, slash, _ = shown.rpartition("/")
+    return f"{kept}/0" if slash else shown
+
+
 def _snat_to(values: Values, proto: Protocol) -> Values:
-    # SNAT takes a base port too but prints it as 0: leave that alone.
-    return (_nat_to(values[0], proto, False),)
+    return (_zero_base(_nat_to(values[0], proto, True)),)
+
+
+def _masquerade_ports(values: Values, proto: Protocol) -> Values:
+    return (_zero_base(_nat_ports(values[0], True)),)
 
 
 def _dnat_to(values: Values, proto: Protocol) -> Values:
@@ -681,14 +708,33 @@ _ALL_PORTS = "0:65535"
 
 
 def _drop_all_ports(options: Options, names: tuple[str, ...]) -> None:
-    """tcp and udp print no port range that covers every port; negated, the
-    listing would lose the negation (and nft the match), so we do not read it."""
+    """tcp and udp print no port range that covers every port. Negated, the
+    range matches no packet: it is kept as iptables 1.8.11 on prints it
+    (``! --dport 0:65535``). Older listings lose it (legacy prints ``-m tcp``,
+    iptables-nft 1.8.8 to 1.8.10 wrote no port test at all, a rule matching
+    every packet), and read as another rule; check_rule refuses it."""
     for name in names:
         found = options.get(name)
-        if found is not None and found[1] == (_ALL_PORTS,):
-            if found[0]:
-                raise Unsupported(name)
+        if found is not None and not found[0] and found[1] == (_ALL_PORTS,):
             del options[name]
+
+
+def _every_port_negated(normalize: Normalizer) -> Checker:
+    """Refuses ``! --dport 0:65535``, however every port is spelled."""
+
+    def check(values: Values, proto: Protocol) -> None:
+        try:
+            shown = normalize(values, proto)
+        except Unsupported:
+            return  # not ours to judge
+        if shown == (_ALL_PORTS,):
+            raise Refused(
+                "negated, a range over every port matches no packet, and up to iptables "
+                "1.8.10 it is listed as a rule without it (iptables-nft 1.8.8 to 1.8.10 even "
+                "writes a rule matching every packet); leave the rule out"
+            )
+
+    return check
 
 
 def _fold_negated_low_ranges(options: Options) -> None:
@@ -716,10 +762,31 @@ def _finish_tcp(options: Options, proto: Protocol) -> None:
     if flags is not None and flags[1][0] == "NONE":
         # A test of no flag: "NONE NONE" always matches and is not printed;
         # anything else never matches, and the listing loses it (nft drops
-        # the whole match, legacy prints "-m tcp"): not ours to read.
+        # the whole match, legacy prints "-m tcp"): not ours to read, and
+        # check_rule refuses it.
         if flags[0] or flags[1][1] != "NONE":
             raise Unsupported("--tcp-flags NONE")
         del options["--tcp-flags"]
+
+
+def _check_flags(values: Values, proto: Protocol, negated: bool = False) -> None:
+    """A mask of no flags tests nothing: iptables-nft (1.8.8 on) writes no
+    flag test at all, a rule matching every tcp packet, where legacy's
+    matches none (``NONE SYN``, ``! NONE NONE``) or all (``! NONE SYN``)."""
+    try:
+        mask, wanted = _flag_list(values[0]), _flag_list(values[1])
+    except Unsupported:
+        return  # not ours to judge
+    if mask == "NONE" and (negated or wanted != "NONE"):
+        raise Refused(
+            "a mask of no flags tests no flag: iptables-legacy then matches no packet (or, "
+            "negated, every one), iptables-nft every one, and the listing shows neither; "
+            "name the flags to test in the mask"
+        )
+
+
+def _check_flags_negated(values: Values, proto: Protocol) -> None:
+    _check_flags(values, proto, negated=True)
 
 
 def _finish_udp(options: Options, proto: Protocol) -> None:
@@ -744,10 +811,13 @@ _ICMP_TYPES = (
     ("time-exceeded", "11"), ("ttl-exceeded", "11"), ("ttl-zero-during-transit", "11/0"),
     ("ttl-zero-during-reassembly", "11/1"), ("parameter-problem", "12"),
     ("ip-header-bad", "12/0"), ("required-option-missing", "12/1"), ("timestamp-request", "13"),
-    ("timestamp-reply", "14"), ("address-mask-request", "17"), ("address-mask-reply", "18"),
+    ("timestamp-reply", "14"), ("info-request", "15"), ("info-reply", "16"),
+    ("address-mask-request", "17"), ("address-mask-reply", "18"),
 )  # fmt: skip
+# (info-request and info-reply are names from iptables 1.8.12 on: older ones
+# refuse them, and read "i" as ip-header-bad where 1.8.12 finds it ambiguous.)
 
-# libip6t_icmp6's table (it has no "any" and no MLD names).
+# libip6t_icmp6's table (it has no "any"; the MLD names are 1.8.10's).
 _ICMP6_TYPES = (
     ("destination-unreachable", "1"), ("no-route", "1/0"), ("communication-prohibited", "1/1"),
     ("beyond-scope", "1/2"), ("address-unreachable", "1/3"), ("port-unreachable", "1/4"),
@@ -755,7 +825,9 @@ _ICMP6_TYPES = (
     ("time-exceeded", "3"), ("ttl-exceeded", "3"), ("ttl-zero-during-transit", "3/0"),
     ("ttl-zero-during-reassembly", "3/1"), ("parameter-problem", "4"), ("bad-header", "4/0"),
     ("unknown-header-type", "4/1"), ("unknown-option", "4/2"), ("echo-request", "128"),
-    ("ping", "128"), ("echo-reply", "129"), ("pong", "129"), ("router-solicitation", "133"),
+    ("ping", "128"), ("echo-reply", "129"), ("pong", "129"), ("mld-listener-query", "130"),
+    ("mld-listener-report", "131"), ("mld-listener-done", "132"),
+    ("mld-listener-reduction", "132"), ("router-solicitation", "133"),
     ("router-advertisement", "134"), ("neighbour-solicitation", "135"),
     ("neighbor-solicitation", "135"), ("neighbour-advertisement", "136"),
     ("neighbor-advertisement", "136"), ("redirect", "137"),
@@ -771,14 +843,21 @@ def _icmp_type_of(value: str, table: tuple[tuple[str, str], ...], any_type: bool
         raise Unsupported(value)  # ambiguous: iptables refuses it
     kind_text, slash, code_text = value.partition("/")
     kind = _c_uint(kind_text, _U8)
+    # Codes may be a range, low:high (iptables 1.8.9 on).
+    low_text, colon, high_text = code_text.partition(":")
+    low = _c_uint(low_text, _U8) if slash else 0
+    high = _c_uint(high_text, _U8) if colon else low if slash else _U8
     if any_type and kind == _U8:
-        if slash:
-            # Type 255 with one code is not "any" (every code) for iptables -C,
-            # but iptables up to 1.8.10 prints it as "any" and 1.8.11 as 255/N:
-            # no form to compare it with.
-            raise Unsupported(value)
-        return "any"  # type 255 alone is every code: the rule "any"
-    return f"{kind}/{_c_uint(code_text, _U8)}" if slash else str(kind)
+        # Type 255 is every ICMP packet to the kernel, whatever the codes
+        # (icmp_type_code_match): iptables up to 1.8.9 prints every such rule
+        # as "any", 1.8.10 on as 255/LOW unless its codes are 0:255. One key
+        # for them all, so each version's listing reads as the rule given.
+        return "any"
+    if low == 0 and high == _U8:
+        return str(kind)
+    if low != high:
+        raise Unsupported(value)  # iptables prints the lowest code alone: the range is lost
+    return f"{kind}/{low}"
 
 
 def _icmp_type(values: Values, proto: Protocol) -> Values:
@@ -996,6 +1075,83 @@ def _hashlimit_rate(value: str) -> tuple[str, int, int]:
     return shown, quantum, seconds * 1000
 
 
+_HASHLIMIT_MAX_BURST = 1000000  # XT_HASHLIMIT_BURST_MAX
+_BYTE_RATE = re.compile(r"(\d+)([km]?)b/s", re.ASCII)
+# libxt_hashlimit's units of bytes, largest first.
+_BYTE_UNITS = (("m", 1 << 20), ("k", 1 << 10), ("", 1))
+
+
+def _hashlimit_burst(values: Values, proto: Protocol) -> Values:
+    """libxt_hashlimit's parse_burst: a C number from 1, times 1024 or
+    1048576 after ``k`` or ``m`` (``b`` may follow), in packets or bytes
+    (which of the two the finishing step knows)."""
+    read = _c_prefix(values[0])
+    if read is None or read[0] == 0 or read[1] not in ("", "b", "k", "kb", "m", "mb"):
+        raise Unsupported(values[0])
+    number, unit = read
+    if not unit and number > _HASHLIMIT_MAX_BURST:
+        raise Unsupported(values[0])  # iptables refuses it
+    return (str(number * {"k": 1 << 10, "m": 1 << 20}.get(unit[:1], 1)),)
+
+
+def _bytes_to_cost(number: int) -> int:
+    """libxt_hashlimit's bytes_to_cost: a byte rate as the kernel keeps it."""
+    return _U32 // ((number >> 4) + 1)
+
+
+def _cost_to_bytes(cost: int) -> int:
+    """libxt_hashlimit's cost_to_bytes: the bytes per second a kept rate
+    stands for (what it prints)."""
+    return (_U32 // cost - 1) << 4
+
+
+@functools.lru_cache(maxsize=1024)
+def _byte_rate(value: str) -> int:
+    """``N[k|m]b/s`` as the kernel keeps it."""
+    match = _BYTE_RATE.fullmatch(value)
+    if match is None or int(match[1]) == 0:
+        raise Unsupported(value)
+    number = int(match[1]) * dict(_BYTE_UNITS)[match[2]]
+    if number >> 4 >= _U32:
+        raise Unsupported(value)  # libxt_hashlimit's 32-bit arithmetic would wrap
+    return _bytes_to_cost(number)
+
+
+@functools.lru_cache(maxsize=1024)
+def _show_byte_rate(cost: int) -> str:
+    """libxt_hashlimit's print_bytes: the bytes per second a kept rate stands
+    for, in the largest unit that reads back as the same rate."""
+    rate = _cost_to_bytes(cost)
+    for name, size in _BYTE_UNITS[:-1]:
+        if rate >= size and _bytes_to_cost(rate & ~(size - 1)) == cost:
+            return f"{rate // size}{name}b/s"
+    return f"{rate}b/s"
+
+
+def _hashlimit_bytes(rate: str, options: Options) -> tuple[str, int, int]:
+    """A byte rate as hashlimit prints it (``10240b/s`` -> ``10kb/s``,
+    ``100b/s`` -> ``96b/s``) with its burst, a whole number of the rate's
+    bytes printed in the largest unit it reaches, and the expiry (ms) the
+    listing leaves out and the one the rule gets by default."""
+    cost = _byte_rate(rate)
+    shown = _show_byte_rate(cost)
+    if _byte_rate(shown) != cost:
+        raise Unsupported(rate)  # printed as another rate (or as 0b/s, which iptables refuses)
+    burst = options.pop("--hashlimit-burst", None)
+    if burst is None:
+        return shown, 15000, 15000  # XT_HASHLIMIT_BYTE_EXPIRE
+    per_second, size = _cost_to_bytes(cost), int(burst[1][0])
+    if burst[0] or not per_second <= size <= _U32:
+        raise Unsupported("--hashlimit-burst")  # iptables refuses it, or keeps 32 bits of it
+    total = per_second * -(-size // per_second)
+    name, unit = next((name, unit) for name, unit in _BYTE_UNITS if total >= unit)
+    if unit > per_second:
+        # Printed so coarsely that bursts of other sizes print the same.
+        raise Unsupported("--hashlimit-burst")
+    options["--hashlimit-burst"] = (False, (f"{total // unit}{name}b",))
+    return shown, 60000, 60000  # XT_HASHLIMIT_BYTE_EXPIRE_BURST
+
+
 _HASHLIMIT_MODES = ("srcip", "srcport", "dstip", "dstport")
 
 
@@ -1012,11 +1168,16 @@ def _finish_hashlimit(options: Options, proto: Protocol) -> None:
     given = upto or above
     if given is None or (upto and above) or "--hashlimit-name" not in options:
         raise Unsupported("hashlimit needs one rate and a name")
-    shown, quantum, expire = _hashlimit_rate(given[1][0])
+    if "b/s" in given[1][0]:
+        shown, quantum, expire = _hashlimit_bytes(given[1][0], options)
+    else:
+        shown, quantum, expire = _hashlimit_rate(given[1][0])
+        burst = options.setdefault("--hashlimit-burst", (False, ("5",)))  # printed even when default
+        if int(burst[1][0]) > _HASHLIMIT_MAX_BURST:
+            raise Unsupported("--hashlimit-burst")  # iptables refuses it
     inverted = (above is not None) != given[0]  # "! --hashlimit-upto" is --hashlimit-above
     rates = {"--hashlimit-above" if inverted else "--hashlimit-upto": (False, (shown,))}
     options.update(rates)
-    options.setdefault("--hashlimit-burst", (False, ("5",)))  # printed even when default
     if options.get("--hashlimit-mode", (False, ("",)))[1] == ("",):
         options.pop("--hashlimit-mode", None)
     _drop_if(options, "--hashlimit-htable-size", ("0",))
@@ -1267,10 +1428,13 @@ def _finish_connlimit(options: Options, proto: Protocol) -> None:
 def _finish_nflog(options: Options, proto: Protocol) -> None:
     _drop_if(options, "--nflog-group", ("0",))
     _drop_if(options, "--nflog-threshold", ("0",))
-    if "--nflog-range" in options:
-        # "--nflog-range has never worked and is no longer supported":
-        # iptables-legacy prints it, iptables-nft drops it.
-        raise Unsupported("--nflog-range")
+    found = options.pop("--nflog-range", None)
+    if found is not None and (found[0] or "--nflog-size" in options):
+        raise Unsupported("--nflog-range")  # iptables refuses it
+    # Otherwise it is no part of the rule: "--nflog-range has never worked",
+    # the kernel copies a length only with --nflog-size's flag, and of the
+    # same rule iptables-legacy (and iptables-nft up to 1.8.7) prints the
+    # range while iptables-nft from 1.8.9 on drops it.
 
 
 def _mark_mask(values: Values, proto: Protocol) -> Values:
@@ -1293,6 +1457,421 @@ def _finish_tproxy(options: Options, proto: Protocol) -> None:
         raise Unsupported("TPROXY needs --on-port")
     options.setdefault("--on-ip", (False, (_show(0, proto),)))
     options.setdefault("--tproxy-mark", (False, ("0x0/0x0",)))
+
+
+# -- time ----------------------------------------------------------------------------------------
+#
+# libxt_time reads times and dates with strtoul(..., 10) and days with
+# strtoul(..., 0) into buffers of two (month days) or three (week days)
+# characters, cutting longer ones short ("010" is day 1): what it would cut
+# or read past is not read here.
+
+_DAYTIME = re.compile(r"(\d+):(\d+)(?::(\d+))?", re.ASCII)
+_DATE = re.compile(r"(\d+)(?:-(\d+)(?:-(\d+)(?:T(\d+)(?::(\d+)(?::(\d+))?)?)?)?)?", re.ASCII)
+_EPOCH = datetime.datetime(1970, 1, 1)
+_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+#: What libxt_time prints for a date left out: 0 is not printed, INT32_MAX is.
+_NO_DATESTART, _NO_DATESTOP = "1970-01-01T00:00:00", "2038-01-19T03:14:07"
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _daytime(values: Values, proto: Protocol) -> Values:
+    """``hh:mm[:ss]`` as libxt_time prints it, ``9:0`` -> ``09:00:00``."""
+    match = _DAYTIME.fullmatch(values[0])
+    if match is None:
+        raise Unsupported(values[0])
+    hour, minute, second = (int(part or 0) for part in match.groups())
+    if hour > 23 or minute > 59 or second > 59:
+        raise Unsupported(values[0])
+    return (f"{hour:02}:{minute:02}:{second:02}",)
+
+
+@functools.lru_cache(maxsize=256)
+def _date_of(text: str) -> str:
+    match = _DATE.fullmatch(text)
+    if match is None:
+        raise Unsupported(text)
+    year, month, day, hour, minute, second = (int(part) if part else 0 for part in match.groups())
+    month, day = month if match[2] else 1, day if match[3] else 1
+    if not 1970 <= year <= 2038 or month > 12 or day > 31 or hour > 23 or minute > 59 or second > 59:
+        raise Unsupported(text)
+    # mktime (in UTC) carries a month 0, a day 0 or the 30th of February over
+    # into the month before or after: so does this.
+    year, month = divmod(year * 12 + month - 1, 12)
+    start = datetime.datetime(year, month + 1, 1)
+    moment = start + datetime.timedelta(days=day - 1, hours=hour, minutes=minute, seconds=second)
+    if moment < _EPOCH:
+        raise Unsupported(text)  # "mktime returned an error"
+    return moment.strftime(_DATE_FORMAT)
+
+
+def _date(values: Values, proto: Protocol) -> Values:
+    """``YYYY[-MM[-DD[Thh[:mm[:ss]]]]]`` as libxt_time prints it, in full."""
+    return (_date_of(values[0]),)
+
+
+def _monthdays(values: Values, proto: Protocol) -> Values:
+    """A comma list of days of the month, printed in order, each once."""
+    days = set()
+    for part in values[0].split(","):
+        if not 1 <= len(part) <= 2:
+            raise Unsupported(values[0])
+        day = _c_uint(part, 31)
+        if day == 0:
+            raise Unsupported(values[0])  # a bit no day has, not printed
+        days.add(day)
+    return (",".join(map(str, sorted(days))),)
+
+
+def _weekdays(values: Values, proto: Protocol) -> Values:
+    """A comma list of days of the week, by number (1 is Monday) or by
+    name, which libxt_time knows by its first two letters (``Tuesday``,
+    ``Tu``), printed in order, each once."""
+    days = set()
+    for part in values[0].split(","):
+        read = _c_prefix(part[:3])
+        if read is not None and not read[1]:
+            if len(part) > 3 or not 1 <= read[0] <= 7:
+                raise Unsupported(values[0])
+            days.add(read[0])
+            continue
+        day = next((i for i, name in enumerate(_WEEKDAYS, 1) if part[:2] == name[:2]), None)
+        if day is None or len(part) < 2:
+            raise Unsupported(values[0])
+        days.add(day)
+    return (",".join(_WEEKDAYS[day - 1] for day in sorted(days)),)
+
+
+def _finish_time(options: Options, proto: Protocol) -> None:
+    if any(negated for name, (negated, _) in options.items() if name not in ("--monthdays", "--weekdays")):
+        raise Unsupported("time")  # iptables refuses it
+    if options.pop("--utc", None) is not None and "--kerneltz" in options:
+        raise Unsupported("--utc with --kerneltz")  # iptables refuses it
+    if "--timestart" in options or "--timestop" in options:
+        # Both are printed when either is not the default (the whole day).
+        options.setdefault("--timestart", (False, ("00:00:00",)))
+        options.setdefault("--timestop", (False, ("23:59:59",)))
+        if options["--timestart"][1] == ("00:00:00",) and options["--timestop"][1] == ("23:59:59",):
+            del options["--timestart"], options["--timestop"]
+    # A negated list of days is printed as the days it leaves; all days as none.
+    for name, every in (("--monthdays", [str(d) for d in range(1, 32)]), ("--weekdays", list(_WEEKDAYS))):
+        found = options.get(name)
+        if found is None:
+            continue
+        given = found[1][0].split(",")
+        days = [day for day in every if (day in given) != found[0]]
+        if not days:
+            raise Unsupported(name)  # no day: printed as nothing, which reads as another rule
+        if len(days) == len(every):
+            del options[name]
+        else:
+            options[name] = (False, (",".join(days),))
+    _drop_if(options, "--datestart", (_NO_DATESTART,))
+    if options.get("--datestop", (False, ("",)))[1] == (_NO_DATESTART,):
+        raise Unsupported("--datestop")  # 0, which libxt_time does not print
+    options.setdefault("--datestop", (False, (_NO_DATESTOP,)))
+
+
+# -- u32 -----------------------------------------------------------------------------------------
+
+_U32_MAX_PARTS = 10  # XT_U32_MAXSIZE: numbers of a location, values of a test, tests
+_U32_OPERATORS = ("&", "<<", ">>", "@")
+
+
+@functools.lru_cache(maxsize=1024)
+def _u32_tests(text: str) -> str:
+    """libxt_u32's parser, step for step: blanks between the parts, numbers
+    in C, and the test printed back with every number in lower-case hex."""
+    tests: list[str] = []
+    location: list[str] = []
+    ranges: list[str] = []
+    at, reading_values = 0, False
+
+    def number() -> int:
+        nonlocal at
+        read = _c_prefix(text[at:])
+        if read is None or read[0] > _U32:
+            raise Unsupported(text)
+        at = len(text) - len(read[1])
+        return read[0]
+
+    while True:
+        while at < len(text) and text[at] in " \t\n\v\f\r":
+            at += 1
+        if at == len(text):
+            if not (reading_values and ranges) or len(tests) >= _U32_MAX_PARTS:
+                raise Unsupported(text)
+            tests.append(f"{''.join(location)}={','.join(ranges)}")
+            return "&&".join(tests)
+        if not reading_values:
+            if text[at] == "=" and location:
+                at, reading_values = at + 1, True
+                continue
+            operator = ""
+            if location:
+                operator = next((op for op in _U32_OPERATORS if text.startswith(op, at)), "")
+                if not operator:
+                    raise Unsupported(text)
+                at += len(operator)
+            location.append(f"{operator}{number():#x}")
+            if len(location) > _U32_MAX_PARTS:
+                raise Unsupported(text)
+        elif text.startswith("&&", at) and ranges:
+            tests.append(f"{''.join(location)}={','.join(ranges)}")
+            location, ranges, reading_values, at = [], [], False, at + 2
+        else:
+            if ranges:
+                if text[at] != ",":
+                    raise Unsupported(text)
+                at += 1
+            low = number()
+            while at < len(text) and text[at] in " \t\n\v\f\r":
+                at += 1
+            high = low
+            if text.startswith(":", at):
+                at += 1
+                high = number()
+            ranges.append(f"{low:#x}" if low == high else f"{low:#x}:{high:#x}")
+            if len(ranges) > _U32_MAX_PARTS:
+                raise Unsupported(text)
+
+
+def _u32_match(values: Values, proto: Protocol) -> Values:
+    return (_u32_tests(values[0]),)
+
+
+# -- connbytes -----------------------------------------------------------------------------------
+
+
+def _connbytes_range(values: Values, proto: Protocol) -> Values:
+    """``a[:b]``, C numbers up to 2^64-1, as ``a:b`` (the finishing step
+    shapes it as printed)."""
+    low, colon, high = values[0].partition(":")
+    if not low and not colon:
+        raise Unsupported(values[0])
+    first = _c_uint(low, _U64) if low else 0
+    last = _c_uint(high, _U64) if high else _U64
+    if first > last:
+        raise Unsupported(values[0])  # iptables refuses it
+    return (f"{first}:{last}",)
+
+
+def _one_of(*names: str) -> Normalizer:
+    """A word iptables knows exactly so (no other case, no abbreviation)."""
+
+    def apply(values: Values, proto: Protocol) -> Values:
+        if values[0] not in names:
+            raise Unsupported(values[0])
+        return values
+
+    return apply
+
+
+def _finish_connbytes(options: Options, proto: Protocol) -> None:
+    if len(options) != 3 or options["--connbytes-mode"][0] or options["--connbytes-dir"][0]:
+        raise Unsupported("connbytes needs a count, a mode and a direction")  # as iptables
+    negated, (span,) = options["--connbytes"]
+    first, last = (int(part) for part in span.split(":"))
+    if last == 0 or (negated and first == last):
+        # 0:0 is printed as 0, which reads back as 0 and up; the kernel has no
+        # way to hold the negation of a:a, and iptables drops it.
+        raise Unsupported("--connbytes")
+    options["--connbytes"] = (negated, (str(first) if last == _U64 else f"{first}:{last}",))
+
+
+# -- dscp and tos --------------------------------------------------------------------------------
+
+# dscp_helper.c's classes in its order: the first whose name starts the value
+# (in any case) wins, so "EFx" is EF.
+_DSCP_CLASSES = (
+    ("CS0", 0x00), ("CS1", 0x08), ("CS2", 0x10), ("CS3", 0x18), ("CS4", 0x20), ("CS5", 0x28),
+    ("CS6", 0x30), ("CS7", 0x38), ("BE", 0x00), ("AF11", 0x0A), ("AF12", 0x0C), ("AF13", 0x0E),
+    ("AF21", 0x12), ("AF22", 0x14), ("AF23", 0x16), ("AF31", 0x1A), ("AF32", 0x1C), ("AF33", 0x1E),
+    ("AF41", 0x22), ("AF42", 0x24), ("AF43", 0x26), ("EF", 0x2E),
+)  # fmt: skip
+
+
+def _dscp(values: Values, proto: Protocol) -> Values:
+    """A DSCP as printed: two hex digits (``10`` -> ``0x0a``)."""
+    return (f"{_c_uint(values[0], 0x3F):#04x}",)
+
+
+def _dscp_class(values: Values, proto: Protocol) -> Values:
+    upper = values[0].upper() if values[0].isascii() else ""  # strncasecmp: ASCII only
+    value = next((value for name, value in _DSCP_CLASSES if upper.startswith(name)), None)
+    if value is None:
+        raise Unsupported(values[0])
+    return (f"{value:#04x}",)
+
+
+def _finish_dscp(number: str, by_class: str) -> Finisher:
+    """A class is printed as its number."""
+
+    def apply(options: Options, proto: Protocol) -> None:
+        given = options.pop(by_class, None)
+        if (given is None) == (number not in options):
+            raise Unsupported(number)  # iptables takes exactly one of them
+        if given is not None:
+            options[number] = given
+
+    return apply
+
+
+# libxt_tos' names (any case); a name stands for its value with the mask 0x3f.
+_TOS_NAMES = {
+    "minimize-delay": 0x10, "maximize-throughput": 0x08, "maximize-reliability": 0x04,
+    "minimize-cost": 0x02, "normal-service": 0x00,
+}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def _tos_value_mask(text: str) -> str:
+    """``value[/mask]`` (C numbers up to 0xff, the mask 0xff when left out)
+    or a name, as printed: ``0x10/0x3f``."""
+    read = _c_prefix(text)
+    if read is not None and read[0] <= _U8:
+        value, rest = read
+        mask = _c_uint(rest[1:], _U8) if rest[:1] == "/" else _U8
+        if rest and rest[:1] != "/":
+            raise Unsupported(text)
+    else:
+        found = _TOS_NAMES.get(text.lower()) if text.isascii() else None  # strcasecmp
+        if found is None:
+            raise Unsupported(text)
+        value, mask = found, 0x3F
+    return f"{value:#04x}/{mask:#04x}"
+
+
+def _tos(values: Values, proto: Protocol) -> Values:
+    return (_tos_value_mask(values[0]),)
+
+
+def _finish_tos_target(options: Options, proto: Protocol) -> None:
+    """TOS prints every operation as --set-tos value/mask."""
+    if len(options) != 1 or any(negated for negated, _ in options.values()):
+        raise Unsupported("TOS needs one operation")  # as iptables
+    name, (_, (given,)) = options.popitem()
+    if name == "--set-tos":
+        options[name] = (False, (given,))
+        return
+    bits = int(given)
+    value, mask = {"--and-tos": (0, ~bits & _U8), "--or-tos": (bits, bits), "--xor-tos": (bits, 0)}[name]
+    options["--set-tos"] = (False, (f"{value:#04x}/{mask:#04x}",))
+
+
+# -- CLASSIFY ------------------------------------------------------------------------------------
+
+_CLASS = re.compile(r"((?:0[xX])?[0-9a-fA-F]+):((?:0[xX])?[0-9a-fA-F]+)")
+
+
+def _class(values: Values, proto: Protocol) -> Values:
+    """``major:minor`` in hex, printed with four digits each (``1:10`` ->
+    ``0001:0010``). sscanf takes more (blanks, signs, what follows the
+    minor) and the kernel keeps 16 bits of each: not read here."""
+    match = _CLASS.fullmatch(values[0])
+    if match is None:
+        raise Unsupported(values[0])
+    major, minor = int(match[1], 16), int(match[2], 16)
+    if major > _U16 or minor > _U16:
+        raise Unsupported(values[0])
+    return (f"{major:04x}:{minor:04x}",)
+
+
+# -- ipv6header ----------------------------------------------------------------------------------
+
+# The headers libip6t_ipv6header knows, by number, in the order it prints them.
+_IPV6_HEADERS = (0, 60, 43, 44, 51, 50, 59, 255)
+# Its own names and numbers, for those getprotobyname does not know, in its order.
+_IPV6_HEADER_NAMES = (
+    ("hop-by-hop", 0), ("protocol", 255), ("hop", 0), ("dst", 60), ("route", 43), ("frag", 44),
+    ("auth", 51), ("esp", 50), ("none", 59), ("prot", 255), ("0", 0), ("60", 60), ("43", 43),
+    ("44", 44), ("51", 51), ("50", 50), ("59", 59), ("255", 255),
+)  # fmt: skip
+
+
+def _ipv6_header(name: str) -> int:
+    """A header by name: /etc/protocols first (names and aliases, case as
+    written there), then libip6t_ipv6header's own names."""
+    number = _etc_protocols()[0].get(name)
+    if number is None:
+        number = next((n for known, n in _IPV6_HEADER_NAMES if known == name), None)
+    if number is None or number not in _IPV6_HEADERS:
+        raise Unsupported(name)
+    return number
+
+
+def _ipv6_header_name(number: int) -> str:
+    """How a header is printed: its name in /etc/protocols (but for 0),
+    else libip6t_ipv6header's first name for it."""
+    name = _etc_protocols()[1].get(number) if number else None
+    return name or next(known for known, n in _IPV6_HEADER_NAMES if n == number)
+
+
+def _ipv6_headers(values: Values, proto: Protocol) -> Values:
+    if proto is not Protocol.IPV6:
+        raise Unsupported(values[0])  # an ip6tables match
+    numbers = {_ipv6_header(name) for name in values[0].split(",") if name}
+    if not numbers:
+        raise Unsupported(values[0])  # iptables refuses it
+    return (",".join(_ipv6_header_name(n) for n in _IPV6_HEADERS if n in numbers),)
+
+
+# -- policy --------------------------------------------------------------------------------------
+
+_POLICY_PROTOCOLS = (50, 51, 108)  # esp, ah, ipcomp: the only ones libxt_policy takes
+# What libxt_policy takes "!" before (iptables refuses it before the others).
+_POLICY_NEGATABLE = frozenset(("--reqid", "--spi", "--proto", "--mode", "--tunnel-src", "--tunnel-dst"))
+
+
+def _policy_protocol(values: Values, proto: Protocol) -> Values:
+    """xtables_parse_protocol's reading (case as in /etc/protocols), printed
+    by getprotobynumber: the name there, else the number."""
+    number = _protocol_number(values[0])
+    if number not in _POLICY_PROTOCOLS:
+        raise Unsupported(values[0])
+    return (_etc_protocols()[1].get(number, str(number)),)
+
+
+def _spi(values: Values, proto: Protocol) -> Values:
+    return (f"{_c_uint(values[0]):#x}",)
+
+
+def _finish_policy(options: Options, proto: Protocol) -> None:
+    # One policy element only: with --next the options repeat, which these
+    # options cannot hold.
+    if "--next" in options or "--dir" not in options:
+        raise Unsupported("policy")
+    if any(negated and name not in _POLICY_NEGATABLE for name, (negated, _) in options.items()):
+        raise Unsupported("policy")
+    options.setdefault("--pol", (False, ("ipsec",)))
+    if options["--pol"][1] == ("none",) and len(options) > 2:
+        raise Unsupported("policy none with an element")  # iptables refuses it
+
+
+# -- AUDIT ---------------------------------------------------------------------------------------
+
+
+def _audit_type(values: Values, proto: Protocol) -> Values:
+    lower = values[0].lower() if values[0].isascii() else ""  # strcasecmp
+    if lower not in ("accept", "drop", "reject"):
+        raise Unsupported(values[0])
+    return (lower,)
+
+
+# -- pkttype -------------------------------------------------------------------------------------
+
+# libxt_pkttype's names (any case) and the name printed for each.
+_PACKET_TYPES = {
+    "unicast": "unicast", "host": "unicast", "broadcast": "broadcast", "bcast": "broadcast",
+    "multicast": "multicast", "mcast": "multicast", "otherhost": "otherhost",
+}  # fmt: skip
+
+
+def _packet_type(values: Values, proto: Protocol) -> Values:
+    shown = _PACKET_TYPES.get(values[0].lower()) if values[0].isascii() else None  # strcasecmp
+    if shown is None:
+        raise Unsupported(values[0])
+    return (shown,)
 
 
 # -- checks: what check_rule refuses --------------------------------------------------------------
@@ -1486,10 +2065,28 @@ _MATCH_LIST = [
     Extension(
         "tcp",
         (
-            Option("--sport", ("--source-port",), normalize=_ports_for("tcp"), check=_tcp_ports),
-            Option("--dport", ("--destination-port",), normalize=_ports_for("tcp"), check=_tcp_ports),
+            Option(
+                "--sport",
+                ("--source-port",),
+                normalize=_ports_for("tcp"),
+                check=_tcp_ports,
+                check_negated=_every_port_negated(_ports_for("tcp")),
+            ),
+            Option(
+                "--dport",
+                ("--destination-port",),
+                normalize=_ports_for("tcp"),
+                check=_tcp_ports,
+                check_negated=_every_port_negated(_ports_for("tcp")),
+            ),
             Option("--tcp-option", normalize=_u8),
-            Option("--tcp-flags", nargs=2, normalize=_tcp_flags),
+            Option(
+                "--tcp-flags",
+                nargs=2,
+                normalize=_tcp_flags,
+                check=_check_flags,
+                check_negated=_check_flags_negated,
+            ),
             Option("--syn", nargs=0),
         ),
         finish=_finish_tcp,
@@ -1498,8 +2095,20 @@ _MATCH_LIST = [
     Extension(
         "udp",
         (
-            Option("--sport", ("--source-port",), normalize=_gai_ports, check=_gai_checked),
-            Option("--dport", ("--destination-port",), normalize=_gai_ports, check=_gai_checked),
+            Option(
+                "--sport",
+                ("--source-port",),
+                normalize=_gai_ports,
+                check=_gai_checked,
+                check_negated=_every_port_negated(_gai_ports),
+            ),
+            Option(
+                "--dport",
+                ("--destination-port",),
+                normalize=_gai_ports,
+                check=_gai_checked,
+                check_negated=_every_port_negated(_gai_ports),
+            ),
         ),
         finish=_finish_udp,
         mergeable=True,
@@ -1607,7 +2216,7 @@ _MATCH_LIST = [
         (
             Option("--hashlimit-upto", ("--hashlimit",), normalize=verbatim),
             Option("--hashlimit-above", normalize=verbatim),
-            Option("--hashlimit-burst", normalize=_u32),
+            Option("--hashlimit-burst", normalize=_hashlimit_burst),
             Option("--hashlimit-mode", normalize=_hashlimit_mode),
             Option("--hashlimit-name", normalize=verbatim),
             Option("--hashlimit-htable-size", normalize=_htable_size),
@@ -1680,6 +2289,57 @@ _MATCH_LIST = [
         ),
     ),
     Extension("mac", (Option("--mac-source", normalize=_mac),)),
+    Extension(
+        "time",
+        (
+            Option("--timestart", normalize=_daytime),
+            Option("--timestop", normalize=_daytime),
+            Option("--monthdays", normalize=_monthdays),
+            Option("--weekdays", normalize=_weekdays),
+            Option("--datestart", normalize=_date),
+            Option("--datestop", normalize=_date),
+            # --localtz is the old name (iptables warns of it).
+            Option("--kerneltz", ("--localtz",), nargs=0),
+            Option("--contiguous", nargs=0),
+            Option("--utc", nargs=0),  # the default: never printed
+        ),
+        finish=_finish_time,
+    ),
+    Extension("u32", (Option("--u32", normalize=_u32_match),)),
+    Extension(
+        "connbytes",
+        (
+            Option("--connbytes", normalize=_connbytes_range),
+            Option("--connbytes-mode", normalize=_one_of("packets", "bytes", "avgpkt")),
+            Option("--connbytes-dir", normalize=_one_of("original", "reply", "both")),
+        ),
+        finish=_finish_connbytes,
+    ),
+    Extension(
+        "dscp",
+        (Option("--dscp", normalize=_dscp), Option("--dscp-class", normalize=_dscp_class)),
+        finish=_finish_dscp("--dscp", "--dscp-class"),
+    ),
+    Extension("tos", (Option("--tos", normalize=_tos),)),
+    Extension("ipv6header", (Option("--header", normalize=_ipv6_headers), Option("--soft", nargs=0))),
+    Extension("pkttype", (Option("--pkt-type", normalize=_packet_type),)),
+    Extension("tcpmss", (Option("--mss", normalize=_uint_range(_U16), check=_check_ordered(_U16)),)),
+    Extension(
+        "policy",
+        (
+            Option("--dir", normalize=_one_of("in", "out")),
+            Option("--pol", normalize=_one_of("none", "ipsec")),
+            Option("--strict", nargs=0),
+            Option("--reqid", normalize=_u32),
+            Option("--spi", normalize=_spi),
+            Option("--proto", normalize=_policy_protocol),
+            Option("--mode", normalize=_one_of("transport", "tunnel")),
+            Option("--tunnel-dst", normalize=_one(_host_mask)),
+            Option("--tunnel-src", normalize=_one(_host_mask)),
+            Option("--next", nargs=0),
+        ),
+        finish=_finish_policy,
+    ),
 ]
 
 _TARGET_LIST = [
@@ -1705,7 +2365,7 @@ _TARGET_LIST = [
         "MASQUERADE",
         (
             # iptables takes any unambiguous prefix of an option (getopt); this one is common.
-            Option("--to-ports", ("--to-port",), normalize=_to_ports),
+            Option("--to-ports", ("--to-port",), normalize=_masquerade_ports),
             Option("--random", nargs=0),
             Option("--random-fully", nargs=0),
         ),
@@ -1797,6 +2457,23 @@ _TARGET_LIST = [
         ),
         finish=_finish_ct,
     ),
+    Extension(
+        "DSCP",
+        (Option("--set-dscp", normalize=_dscp), Option("--set-dscp-class", normalize=_dscp_class)),
+        finish=_finish_dscp("--set-dscp", "--set-dscp-class"),
+    ),
+    Extension(
+        "TOS",
+        (
+            Option("--set-tos", normalize=_tos),
+            Option("--and-tos", normalize=_u8),
+            Option("--or-tos", normalize=_u8),
+            Option("--xor-tos", normalize=_u8),
+        ),
+        finish=_finish_tos_target,
+    ),
+    Extension("CLASSIFY", (Option("--set-class", normalize=_class),)),
+    Extension("AUDIT", (Option("--type", normalize=_audit_type),)),
 ]
 
 #: Matches by name (``-m NAME``).

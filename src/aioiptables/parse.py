@@ -68,6 +68,7 @@ __all__ = [
     "analyze",
     "check_rule",
     "not_understood",
+    "spec_to_write",
     "rule_records",
     "OPAQUE",
 ]
@@ -485,6 +486,35 @@ def _read(spec: tuple[str, ...], proto: Protocol) -> Canonical:
         # Something iptables itself would refuse or read in a way we cannot
         # follow: compare the whole rule as text.
         return Canonical(spec, False)
+
+
+@functools.lru_cache(maxsize=16384)
+def spec_to_write(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> tuple[str, ...]:
+    """The spec to write a rule with, and to delete it by: ``spec`` itself,
+    unless it repeats a tcp or udp match that the canonicalizer folds into
+    one (see :func:`_merged`); such a rule is written in its canonical form.
+
+    iptables-nft 1.8.11 on reads such a rule back folded, and its ``-D``
+    (``-C``), which compares what it reads back with what it builds from the
+    spec, then finds it by no spelling but the folded one: written as
+    given, the rule could not be deleted. Written folded, every version
+    and backend builds, lists and deletes it alike.
+
+    >>> spec_to_write(("-p", "tcp", "-m", "tcp", "-m", "tcp", "--dport", "1", "-j", "DROP"))
+    ('-p', 'tcp', '-m', 'tcp', '--dport', '1', '-j', 'DROP')
+    >>> spec_to_write(("-p", "tcp", "--dport", "1", "-j", "DROP"))
+    ('-p', 'tcp', '--dport', '1', '-j', 'DROP')
+    """
+    if (spec and spec[0] == OPAQUE) or _fast_key(spec, proto) is not None:
+        return spec  # the fast path reads no repeated tcp or udp match
+    reader = _Reader(spec, proto)
+    try:
+        read = reader.read()
+    except _Malformed:
+        return spec
+    # A rule read only in part is written as given: its canonical form holds
+    # text in places not followed here.
+    return read.tokens if reader.folded and read.exact else spec
 
 
 _GROUP_HEADS = frozenset({"-m", "--match", "-j", "--jump", "-g", "--goto"})
@@ -1148,6 +1178,8 @@ class _Reader:
         self.loaded: list[_Part] = []  # matches and target, in the order loaded
         self.target: _Part | None = None
         self.exact = True
+        #: Whether a repeated tcp or udp match was folded (see _merged).
+        self.folded = False
 
     def read(self) -> Canonical:
         spec, i, negated = self.spec, 0, False
@@ -1334,7 +1366,9 @@ class _Reader:
                 kind = "match" if part.flag == "-m" else "target"
                 self._note(f"{part.flag} {part.name} (a {kind} this library does not know)")
             self.exact = self.exact and part.exact
-        for part in _merged(matches):
+        merged = _merged(matches)
+        self.folded = len(merged) < len(matches)
+        for part in merged:
             tokens += part.tokens() if part.flag else part.raw
         if self.target is not None:
             tokens += self.target.tokens()
@@ -1391,8 +1425,13 @@ def _at(spec: tuple[str, ...], i: int) -> str:
 
 
 def _merged(matches: list[_Part]) -> list[_Part]:
-    """Fold a repeated tcp or udp match into the first, as iptables-nft does,
-    so that both backends' listings read alike."""
+    """Fold a repeated tcp or udp match into the first, so that every
+    listing of the rule reads alike: iptables-legacy and iptables-nft 1.8.7
+    print the matches apart; iptables-nft 1.8.8 and 1.8.9 fold those it
+    writes as native expressions (ports, flags), and 1.8.10 on folds them
+    into an earlier match even without options (``-m tcp -m tcp --dport 1``
+    prints as ``-m tcp --dport 1``). Matches that share an option stay apart
+    (iptables-nft lists only the last; check_rule refuses them)."""
     result: list[_Part] = []
     first: dict[str, _Part] = {}
     for part in matches:
@@ -1403,8 +1442,6 @@ def _merged(matches: list[_Part]) -> list[_Part]:
             and part.ext.mergeable
             and part.exact
             and earlier.exact
-            and earlier.options
-            and part.options  # iptables-nft folds only matches that have options
             and not earlier.options.keys() & part.options.keys()
         ):
             earlier.options.update(part.options)
@@ -1433,10 +1470,14 @@ def check_rule(spec: tuple[str, ...], proto: Protocol = Protocol.IPV4) -> None:
     /etc/services (``--dport``, ``--sport``, multiport, conntrack ports); a
     reversed range (``--dport 5:3``, ``--length 200:100``: iptables 1.8.9
     takes some and prints them as given, newer ones refuse them); ``--ctproto
-    0``; an ``-s``/``-d`` of the other family, with a bad mask, or holding
-    several addresses (iptables makes one rule of each); ``-4``/``-6``
-    (iptables-restore skips the line when they do not match the table's
-    family; when they match they say nothing); a whole rule in one token
+    0``; a negated range over every port (``! --dport 0:65535``), a tcp flags
+    mask of no flags (``--tcp-flags NONE SYN``) and an option of tcp or udp
+    given twice (``--dport 1 -m tcp --dport 2``), which some versions list as
+    another rule (or iptables-nft writes as one); an ``-s``/``-d`` of the
+    other family, with a bad mask, or holding several addresses (iptables
+    makes one rule of each); ``-4``/``-6`` (iptables-restore skips the line
+    when they do not match the table's family; when they match they say
+    nothing); a whole rule in one token
     (``"-s 10.0.0.0/8 -j ACCEPT"``); an unknown protocol; an interface name
     longer than 15 bytes or holding a blank; a word where an option must be.
 
@@ -1461,6 +1502,7 @@ def _check(spec: tuple[str, ...], proto: Protocol) -> None:
     protocol: str | None = None  # what -p named, when not negated
     lost = False  # after an option we do not know: its values look like options
     negated = False
+    given: set[str] = set()  # the options of tcp and udp matches given (see _MERGEABLE_SLOTS)
     i, count = 0, len(spec)
     while i < count:
         token = spec[i]
@@ -1489,7 +1531,8 @@ def _check(spec: tuple[str, ...], proto: Protocol) -> None:
             continue
         option = _option_of(token, loaded, protocol, proto)
         if option is not None:
-            i = _check_option(option, token, spec[i : i + option.nargs], proto, i + option.nargs)
+            values = spec[i : i + option.nargs]
+            i = _check_option(option, token, values, proto, i + option.nargs, negated, given)
             lost = negated = False
             continue
         # Everything else: --option=value, abbreviations, -4/-6, stray words.
@@ -1515,7 +1558,7 @@ def _check(spec: tuple[str, ...], proto: Protocol) -> None:
             elif head is not None:
                 loaded.append(_loaded(head, values[0] if values else ""))
             elif option is not None:
-                _check_option(option, token, values, proto, i)
+                _check_option(option, token, values, proto, i, negated, given)
             lost = negated = False
             continue
         if name in _COUNTERS:
@@ -1550,15 +1593,50 @@ def _check_base(token: str, flag: str, value: str, proto: Protocol) -> None:
         raise InvalidRuleError(f"{token} value", value, str(why)) from None
 
 
-def _check_option(option: Option, token: str, values: tuple[str, ...], proto: Protocol, after: int) -> int:
-    """Check an option's values; the index after them."""
-    if option.check is not None and len(values) == option.nargs:
-        try:
-            option.check(values, proto)
-        except Refused as why:
-            name = token.partition("=")[0]
-            raise InvalidRuleError(f"{name} value", " ".join(values), str(why)) from None
+def _check_option(
+    option: Option,
+    token: str,
+    values: tuple[str, ...],
+    proto: Protocol,
+    after: int,
+    negated: bool = False,
+    given: set[str] | None = None,
+) -> int:
+    """Check an option's values (``negated``: after a ``!``); the index after
+    them. ``given`` collects the tcp and udp options of the rule."""
+    name = token.partition("=")[0]
+    slot = _MERGEABLE_SLOTS.get(id(option))
+    if slot is not None and given is not None:
+        if slot in given:
+            raise InvalidRuleError(
+                "option",
+                name,
+                f"is given twice in {slot.partition(' ')[0]} matches: iptables refuses that in "
+                "one match, and across two, where a packet must pass both, iptables-nft lists "
+                "only the last (and deletes the rule by no spelling but that one); give it "
+                "once, with what both allow",
+            )
+        given.add(slot)
+    if len(values) != option.nargs:
+        return after
+    for check in (option.check, option.check_negated if negated else None):
+        if check is not None:
+            try:
+                check(values, proto)
+            except Refused as why:
+                raise InvalidRuleError(f"{name} value", " ".join(values), str(why)) from None
     return after
+
+
+# The options of the matches iptables-nft folds (tcp, udp), by id: what each
+# sets in the match (--syn sets the flags). Given twice in one rule, through
+# two matches, the rule's listing by iptables-nft keeps only the last.
+_MERGEABLE_SLOTS = {
+    id(option): f"{ext.name} {'--tcp-flags' if option.name == '--syn' else option.name}"
+    for ext in MATCHES.values()
+    if ext.mergeable
+    for option in ext.options
+}
 
 
 def _has_blank(name: str) -> bool:

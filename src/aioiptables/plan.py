@@ -34,7 +34,7 @@ from typing import Literal, NamedTuple
 from .errors import InvalidRuleError
 from .extensions import TARGETS
 from .model import BUILTIN_CHAINS, Chain, Protocol, Rule, RuleSet
-from .parse import ChainListing, RuleKey, TableSnapshot, analyze, rule_key
+from .parse import ChainListing, RuleKey, TableSnapshot, analyze, rule_key, spec_to_write
 from .syntax import join_tokens
 
 __all__ = [
@@ -288,17 +288,19 @@ class _Work:
                 at += 1
 
     def insert(self, position: int, key: RuleKey, rule: Rule) -> None:
-        self.ops.append(Op("insert", self.listing.chain, rule.spec, position, rule))
+        spec = written_spec(rule)
+        self.ops.append(Op("insert", self.listing.chain, spec, position, rule))
         at = position - 1
         self.keys.insert(at, key)
-        self.specs.insert(at, rule.spec)
+        self.specs.insert(at, spec)
         self.ours.insert(at, True)
         self.fresh.insert(at, default_key(rule))
 
     def append(self, key: RuleKey, rule: Rule) -> None:
-        self.ops.append(Op("append", self.listing.chain, rule.spec, rule=rule))
+        spec = written_spec(rule)
+        self.ops.append(Op("append", self.listing.chain, spec, rule=rule))
         self.keys.append(key)
-        self.specs.append(rule.spec)
+        self.specs.append(spec)
         self.ours.append(True)
         self.fresh.append(default_key(rule))
 
@@ -336,7 +338,7 @@ def _clear_from_broken(work: _Work, wanted: Sequence[RuleKey], rules: Sequence[R
         return None
     # One pass over the chain for all of them, top first (a pass per rule
     # would cost the chain's length times the rules after the break).
-    specs = dict(zip(wanted[broken:], (r.spec for r in rules[broken:]), strict=True))
+    specs = dict(zip(wanted[broken:], (written_spec(r) for r in rules[broken:]), strict=True))
     work.delete_where(lambda at: work.ours[at] and work.keys[at] in specs, specs)
     return broken
 
@@ -346,7 +348,7 @@ def _drop_extra_copies(work: _Work, orders: Sequence[tuple[Sequence[Rule], Seque
     (``orders``: the chain's prepend rules and append rules, each with
     their keys), so a chain never holds more of our copies than the rule
     set asks for."""
-    specs = {k: rule.spec for rules, keys in orders for rule, k in zip(rules, keys, strict=True)}
+    specs = {k: written_spec(rule) for rules, keys in orders for rule, k in zip(rules, keys, strict=True)}
     used = {at for _, keys in orders for at in _in_order(keys, work.keys)}
     doomed = [work.ours[i] and k in specs and i not in used for i, k in enumerate(work.keys)]
     if any(doomed):
@@ -387,6 +389,20 @@ def default_key(rule: Rule) -> RuleKey:
 # Where default_key keeps a rule's key: outside the dataclass's fields, so
 # equality, hashing and repr never see it.
 _KEY = "_aioiptables_key"
+
+
+def written_spec(rule: Rule) -> tuple[str, ...]:
+    """The spec a rule is written with, and deleted by: its own, unless
+    iptables-nft would read it back in a form its ``-D`` no longer finds by
+    that spec (see :func:`~aioiptables.parse.spec_to_write`). Kept on the
+    rule, as its key is."""
+    known: tuple[str, ...] | None = rule.__dict__.get(_WRITTEN)
+    if known is None:
+        known = rule.__dict__[_WRITTEN] = spec_to_write(rule.spec, rule.proto)
+    return known
+
+
+_WRITTEN = "_aioiptables_written"
 
 
 def plan(
@@ -469,7 +485,7 @@ def plan(
             rkey = key(item)
             if chain in removed_chains or (*chain, rkey) in wanted_keys:
                 continue  # the chain goes as a whole, or the rule is still wanted
-            work_for(chain).delete_ours(rkey, item.spec)
+            work_for(chain).delete_ours(rkey, written_spec(item))
 
     orders: dict[ChainKey, list[tuple[list[Rule], list[RuleKey]]]] = {}
     for chain, (rules, keys) in prepended.items():
@@ -780,7 +796,11 @@ def leftovers(tables: Iterable[TableSnapshot], desired: RuleSet, owner: str) -> 
                 continue
             for spec, key in zip(listing.specs, listing.keys, strict=True):
                 if _carries(key, tag) and (proto, table, name, key) not in wanted_rules:
-                    found.append(Rule.from_printed(table, name, spec, proto))
+                    rule = Rule.from_printed(table, name, spec, proto)
+                    # Deleted as printed, never refolded: iptables-legacy prints
+                    # a repeated tcp match as written, and deletes it so only.
+                    rule.__dict__[_WRITTEN] = rule.spec
+                    found.append(rule)
     return found
 
 

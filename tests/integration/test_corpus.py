@@ -1,4 +1,4 @@
-"""The corpus: 440 real-world rules, found however they are spelled, on real iptables.
+"""The corpus: 508 real-world rules, found however they are spelled, on real iptables.
 
 Every rule of tests/data/corpus.tsv (gathered from Kilo, kube-proxy, Calico,
 Docker, flannel, ufw, firewalld, istio, wg-quick and others) is added to a

@@ -169,6 +169,43 @@ async def test_rules_whose_printed_form_cannot_delete_are_deleted_as_written(
     assert await world.rules(proto, "filter", "INPUT") == []
 
 
+# Rules that repeat a tcp (udp) match. iptables-nft 1.8.11 on reads them back
+# folded into one match (1.8.8 on those with ports or flags), and its -D then
+# finds them by the folded spelling only: written as given, cleanup left them.
+FOLDED = [
+    ("-p", "tcp", "-m", "tcp", "-m", "tcp", "--dport", "1", "-j", "DROP"),
+    ("-p", "tcp", "-m", "tcp", "--sport", "1", "-m", "tcp", "--dport", "2", "-j", "DROP"),
+    ("-p", "tcp", "--dport", "3", "-m", "tcp", "--sport", "4", "-j", "DROP"),
+    ("-p", "udp", "-m", "udp", "--sport", "5", "-m", "udp", "--dport", "6", "-j", "DROP"),
+    ("-p", "tcp", "-m", "tcp", "--tcp-option", "5", "-m", "tcp", "--dport", "7", "-j", "DROP"),
+]
+
+
+@pytest.mark.parametrize("owner", [None, "folds"], ids=["no-owner", "owner"])
+async def test_rules_iptables_nft_folds_are_kept_once_dropped_and_cleaned_up(
+    world: World, proto: Protocol, owner: str | None
+) -> None:
+    first = Rule(
+        "filter", "INPUT", ("-p", "tcp", "-m", "tcp", "-m", "tcp", "--sport", "9", "-j", "RETURN"), proto
+    )
+    rules = [Rule("filter", "INPUT", spec, proto) for spec in FOLDED]
+    if owner is not None:
+        # What an earlier run wrote as given (legacy lists it so): a leftover,
+        # deleted as listed.
+        tag = ("-m", "comment", "--comment", owner_tag(owner))
+        await world.iptables(proto, "-A", "INPUT", *FOLDED[0][:-2], *tag, "-j", "ACCEPT")
+    controller = controller_for(world, proto, owner=owner)
+    await controller.set(RuleSet(append=rules, prepend=[first]))
+    for _ in range(2):
+        await controller.reconcile()
+        assert controller.last_stats["writes"] == 0, "found as written, every one"
+    assert len(await world.rules(proto, "filter", "INPUT")) == 1 + len(FOLDED)
+    await controller.set(RuleSet(append=rules[1:], prepend=[first]))  # the first one dropped
+    assert len(await world.rules(proto, "filter", "INPUT")) == len(FOLDED)
+    await controller.cleanup()
+    assert await world.rules(proto, "filter", "INPUT") == []
+
+
 # -- 3. rules that are not ours are never moved or deleted ----------------------------------------
 
 
