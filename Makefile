@@ -1,11 +1,12 @@
 # make demo: a Controller keeping a Kilo-like rule set in a private namespace.
 # make test: the whole suite, on real iptables (nft and legacy) in private namespaces.
+# make compat: the tests that run real iptables, against other iptables releases.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: setup demo test lint bench docs clean stateful
+.PHONY: setup demo test compat lint bench docs clean stateful
 
 setup: $(VENV)/.installed
 
@@ -24,10 +25,23 @@ demo: setup
 test: setup
 	unshare --net -- $(BIN)/python -m pytest -q
 
+# The iptables compatibility matrix (issue 11, docs/compat.md): every test that
+# runs real iptables (both backends, IPv4 and IPv6, asyncio and trio), run
+# against the iptables of each Debian suite below (bullseye: 1.8.7, trixie:
+# 1.8.11, sid: whatever unstable holds; `make test` covers the host's). Each
+# userspace is built with debootstrap into $(COMPAT_CACHE)/SUITE and reused
+# while current; the runs go at once, each in its own network namespace with
+# its own xtables lock. A suite that cannot be built fails the target.
+COMPAT_SUITES ?= bullseye trixie sid
+COMPAT_CACHE  ?= /var/cache/aioiptables-compat
+compat: setup
+	COMPAT_SUITES="$(COMPAT_SUITES)" CACHE="$(COMPAT_CACHE)" scripts/compat/matrix
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
+	$(BIN)/ruff format --check src tests benchmarks examples scripts
 	$(BIN)/mypy
+	$(BIN)/mypy scripts/compat/real_iptables.py
 
 # The stateful property test (a Controller against a foreign actor, issue 9) in
 # its long profile, for a nightly run (`make test` runs the short one).
