@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aioiptables import Client, Controller, FakeClient, FakeRunner, Protocol
+from aioiptables import Client, Controller, FakeClient, FakeRunner, IPTablesVersion, Protocol
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -99,6 +99,7 @@ class World:
         self.kind = kind
         self.netns = netns
         self.fake = FakeRunner() if kind == "fake" else None
+        self._wait_args: list[str] | None = None
 
     @property
     def real(self) -> bool:
@@ -119,13 +120,32 @@ class World:
             if done.exit_status:
                 raise AssertionError(f"{program} {' '.join(args)}: {done.stderr}")
             return done.stdout
-        # -w: since 1.8.11 (and on 1.8.7) iptables-legacy without it exits 4
-        # at once when another process holds the xtables lock, even to read.
-        argv = ["nsenter", f"--net=/run/netns/{self.netns}", "--", f"{program}-{self.kind}", "-w", *args]
+        argv = [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            "--",
+            f"{program}-{self.kind}",
+            *self.wait_args(),
+            *args,
+        ]
         result = await anyio.run_process(argv, check=False)
         if result.returncode:
             raise AssertionError(f"{' '.join(argv)}: {result.stderr.decode()}")
         return result.stdout.decode("utf-8", "replace")  # as the client reads it
+
+    def wait_args(self) -> list[str]:
+        """How this world's iptables waits for the xtables lock, as the client
+        does: -w, since 1.8.11 (and on 1.8.7) iptables-legacy without it
+        exits 4 at once when another process holds the lock, even to read;
+        and before 1.8.8, -W, or iptables-legacy tries a held lock again only
+        once a second."""
+        if self._wait_args is None:
+            self._wait_args = ["-w"]
+            if self.kind == "legacy":
+                printed = subprocess.run(["iptables-legacy", "--version"], capture_output=True, text=True)
+                if IPTablesVersion.parse(printed.stdout) < (1, 8, 8):
+                    self._wait_args += ["-W", "10000"]
+        return self._wait_args
 
     async def rules(self, proto: Protocol, table: str, chain: str) -> list[str]:
         """The ``-S`` lines of one chain, read behind the library's back."""

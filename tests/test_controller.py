@@ -15,11 +15,13 @@ import pytest
 from aioiptables import (
     Chain,
     Controller,
+    FakeClient,
     InvalidRuleError,
     IPTablesError,
     Protocol,
     Rule,
     RuleSet,
+    RulesRefusedError,
     canonicalize,
 )
 from aioiptables.syntax import join_tokens, split_line
@@ -677,3 +679,33 @@ async def test_preview_reads_like_a_reconcile_and_writes_nothing(world: World, p
     )
     (changed,) = await controller.preview(smaller)
     assert changed.table == "filter" and changed.count("delete") == 2
+
+
+# -- rules a release would write otherwise than asked -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [
+        pytest.param((1, 8, 7), True, id="1.8.7-drops-the-base"),
+        pytest.param((1, 8, 8), True, id="1.8.8-drops-the-base"),
+        pytest.param((1, 8, 9), False, id="1.8.9-keeps-it"),
+        pytest.param((1, 8, 13), False, id="1.8.13-keeps-it"),
+    ],
+)
+async def test_a_rule_the_running_iptables_would_write_otherwise_is_refused_before_writing(
+    version: tuple[int, int, int], refused: bool
+) -> None:
+    fake = FakeClient(version=version)
+    controller = Controller(fake)
+    snat = Rule.ipv4("nat", "POSTROUTING", "-p", "tcp", "-j", "SNAT", "--to-source", "1.2.3.4:80-90/70")
+    other = Rule.ipv4("nat", "POSTROUTING", "-j", "ACCEPT")
+    if not refused:
+        await controller.set(RuleSet([snat, other]))
+        assert len(fake.fake.rules(Protocol.IPV4, "nat", "POSTROUTING")) == 2
+        return
+    with pytest.raises(RulesRefusedError) as caught:
+        await controller.set(RuleSet([snat, other]))
+    assert [r.rule for r in caught.value.refused] == [snat]
+    assert "this rule needs iptables 1.8.9 or later" in caught.value.refused[0].message
+    assert fake.fake.rules(Protocol.IPV4, "nat", "POSTROUTING") == [("-j", "ACCEPT")]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from aioiptables.model import Chain, Protocol, Rule, RuleSet
 from aioiptables.parse import ChainListing
-from aioiptables.plan import ChainKey, Expected, Op, TablePlan, align, chains_to_read, plan
+from aioiptables.plan import ChainKey, Expected, Op, TablePlan, align, chains_to_read, plan, release_needed
 
 V4, V6 = Protocol.IPV4, Protocol.IPV6
 Spec = tuple[str, ...]
@@ -810,3 +810,71 @@ def test_align_gives_back_a_rule_moved_by_hand_but_never_one_more() -> None:
     expected = Expected((a, b), (a, b), (True, True), (None, None))
     assert align(expected, [b, a]).ours == (True, True)
     assert align(expected, [b, a, a]).ours.count(True) == 2, "the second copy of a is someone else's"
+
+
+# -- rules some releases write otherwise than asked -------------------------------------------------
+
+SNAT = ("-p", "tcp", "-j", "SNAT")
+
+
+@pytest.mark.parametrize(
+    ("proto", "spec", "needed"),
+    [
+        pytest.param(Protocol.IPV4, (*SNAT, "--to-source", "1.2.3.4:80-90/70"), True, id="snat-base"),
+        pytest.param(Protocol.IPV4, (*SNAT, "--to-source", "1.2.3.4:80-90/0"), True, id="snat-base-0"),
+        pytest.param(Protocol.IPV4, (*SNAT, "--to", "1.2.3.4:80-90/70"), True, id="snat-base-abbreviated"),
+        pytest.param(Protocol.IPV4, (*SNAT, "--to-source", ":80-90/70"), True, id="snat-base-ports-only"),
+        pytest.param(Protocol.IPV6, (*SNAT, "--to-source", "[fd00::1]:80-90/85"), True, id="snat-v6-base"),
+        pytest.param(
+            Protocol.IPV4, ("-p", "tcp", "--jump", "SNAT", "--to-source", "1.2.3.4:1-9/5"), True, id="jump"
+        ),
+        pytest.param(
+            Protocol.IPV4,
+            ("-m", "comment", "--comment", "-j", *SNAT, "--to-source", "1.2.3.4:1-2/3"),
+            True,
+            id="a-comment-reading-as-a-jump",
+        ),
+        pytest.param(
+            Protocol.IPV4,
+            (*SNAT, "--to-source", "1.2.3.4:1-2/3", "-m", "comment", "--comment", "x"),
+            True,
+            id="a-match-after-the-target",
+        ),
+        pytest.param(Protocol.IPV4, (*SNAT, "--to-source", "1.2.3.4:80-90"), False, id="snat-without-base"),
+        pytest.param(Protocol.IPV4, ("-j", "SNAT", "--to-source", "1.2.3.4"), False, id="snat-address-only"),
+        pytest.param(
+            Protocol.IPV6, ("-j", "SNAT", "--to-source", "fd00::1"), False, id="snat-v6-address-only"
+        ),
+        pytest.param(
+            Protocol.IPV6, (*SNAT, "--to-source", "[fd00::1]:80-90"), False, id="snat-v6-without-base"
+        ),
+        pytest.param(
+            Protocol.IPV4,
+            ("-p", "tcp", "-j", "DNAT", "--to-destination", "1.2.3.4:80-90/70"),
+            False,
+            id="dnat-keeps-it",
+        ),
+        pytest.param(
+            Protocol.IPV4,
+            ("-p", "tcp", "-j", "MASQUERADE", "--to-ports", "80-90/70"),
+            False,
+            id="masquerade-refused-by-iptables",
+        ),
+        pytest.param(
+            Protocol.IPV4,
+            ("-m", "comment", "--comment", "-j SNAT --to-source 1.2.3.4:1-2/3", "-j", "ACCEPT"),
+            False,
+            id="comment",
+        ),
+    ],
+)
+def test_a_snat_base_port_needs_iptables_1_8_9_and_nothing_else_does(
+    proto: Protocol, spec: tuple[str, ...], needed: bool
+) -> None:
+    # Measured: 1.8.7 writes SNAT without its base, DNAT with it, and refuses MASQUERADE's.
+    chain = "POSTROUTING" if "DNAT" not in spec else "PREROUTING"
+    found = release_needed(Rule("nat", chain, spec, proto))
+    if not needed:
+        assert found is None
+    else:
+        assert found == ((1, 8, 9), "drops SNAT's base port and writes the rule without it")

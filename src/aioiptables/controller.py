@@ -33,6 +33,7 @@ from .plan import (
     Alignment,
     ChainKey,
     Expected,
+    Release,
     TablePlan,
     align,
     chain_tag,
@@ -46,6 +47,7 @@ from .plan import (
     marker_spec,
     owner_tag,
     plan,
+    release_needed,
     tagged,
     validate_owner,
 )
@@ -199,6 +201,7 @@ class Controller:
         # found nothing to change and changed nothing (see _fingerprint).
         self._settled: tuple[object, ...] | None = None
         self._chains_made: tuple[RuleSet, frozenset[ChainKey], frozenset[ChainKey]] | None = None
+        self._needs_made: tuple[RuleSet, list[tuple[Rule, tuple[Release, str]]]] | None = None
         # Each table's size when last saved: what the next read will cost.
         self._sizes: dict[tuple[Protocol, str], TableSize] = {}
         self.logger = logger or logging.getLogger("aioiptables")
@@ -697,6 +700,28 @@ class Controller:
             prepend=[r for r in desired.prepend if r not in left_out],
         )
 
+    async def _beyond_release(self, desired: RuleSet) -> dict[Rule, str]:
+        """The rules the iptables of their client would write otherwise than
+        asked (see :func:`~aioiptables.plan.release_needed`): refused here,
+        before any write, as iptables refuses a rule. Asks a client its
+        version only when the rule set holds such a rule (free once a save
+        has named it)."""
+        made = self._needs_made
+        if made is None or made[0] is not desired:
+            rules = (item for item in desired if isinstance(item, Rule))
+            needs = [(rule, need) for rule in rules if (need := release_needed(rule)) is not None]
+            made = self._needs_made = (desired, needs)
+        refused: dict[Rule, str] = {}
+        for rule, (release, what) in made[1]:
+            version = await self._clients[rule.proto].version()
+            if version < release:
+                release_text = ".".join(map(str, release))
+                running = ".".join(map(str, version.release))
+                refused[rule] = (
+                    f"iptables {running} ({version.backend}) {what}: this rule needs iptables {release_text} or later"
+                )
+        return refused
+
     def _where(self, rule: Rule) -> tuple[Protocol, str, str, RuleKey]:
         return (rule.proto, rule.table, rule.chain, default_key(rule))
 
@@ -712,7 +737,7 @@ class Controller:
 
         Returns the rules refused (with iptables' message), the chains that
         could not be deleted, and the plans written."""
-        refused: dict[Rule, str] = {}
+        refused = await self._beyond_release(desired)
         stuck: dict[ChainKey, str] = {}
         done: dict[tuple[Protocol, str], TablePlan] = {}
         while True:

@@ -405,6 +405,43 @@ def written_spec(rule: Rule) -> tuple[str, ...]:
 _WRITTEN = "_aioiptables_written"
 
 
+#: A release, as ``(1, 8, 9)``.
+Release = tuple[int, int, int]
+
+
+def release_needed(rule: Rule) -> tuple[Release, str] | None:
+    """The first iptables release that writes ``rule`` as it is asked, when
+    older ones silently write another rule; with what those do. None when
+    every supported release (1.8.7 on) writes it as asked.
+
+    >>> release_needed(Rule.ipv4("nat", "POSTROUTING", "-p", "tcp", "-j", "SNAT", "--to-source", "1.2.3.4:80-90/70"))
+    ((1, 8, 9), "drops SNAT's base port and writes the rule without it")
+    >>> release_needed(Rule.ipv4("nat", "POSTROUTING", "-j", "SNAT", "--to-source", "1.2.3.4:80-90")) is None
+    True
+    """
+    if _snat_base(analyze(rule.spec, rule.proto).tokens):
+        return (1, 8, 9), "drops SNAT's base port and writes the rule without it"
+    return None
+
+
+def _snat_base(tokens: Sequence[str]) -> bool:
+    """Whether a SNAT target's ``--to-source`` gives a base port after its
+    port range (``1.2.3.4:80-90/70``, ``[fd00::1]:80-90/70``). ``tokens``
+    are canonical: the target and its options come last, options by their
+    full names (a spec not understood is kept as given, and read the same)."""
+    jump = max((i for i, token in enumerate(tokens) if token in ("-j", "--jump")), default=-2)
+    if list(tokens[jump + 1 : jump + 2]) != ["SNAT"]:
+        return False
+    for option, value in itertools.pairwise(tokens[jump + 2 :]):
+        # iptables takes any unambiguous abbreviation of a long option.
+        if len(option) > 3 and "--to-source".startswith(option):
+            _, bracket, after = value.rpartition("]")
+            ports = after if bracket else value.partition(":")[2] if value.count(":") == 1 else ""
+            if "/" in ports:
+                return True
+    return False
+
+
 def plan(
     ruleset: RuleSet,
     observed: Mapping[ChainKey, ChainListing],

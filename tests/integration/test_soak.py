@@ -60,8 +60,6 @@ RESYNC = 0.05
 OPERATIONS = 40
 #: Every step must converge within this; past GIVE_UP the test fails.
 CONVERGE_WITHIN = 2.0
-#: How often iptables-legacy before 1.8.8 tries a held xtables lock again (seconds).
-LEGACY_LOCK_RETRY = 1.0
 GIVE_UP = 5.0
 #: The whole test, however slow the machine: a hang fails, it never blocks.
 DEADLINE = 120.0
@@ -524,15 +522,8 @@ async def test_soak_tampering_while_running(world: World, proto: Protocol) -> No
     report = summary(world, proto, seed, steps)
     print(report)
     soak.check_errors()
-    within = CONVERGE_WITHIN
-    if world.kind == "legacy" and await world.client(proto).version() < (1, 8, 8):
-        # iptables-legacy before 1.8.8 waits for a held xtables lock by trying
-        # it again every --wait-interval (1 s): a step in which the foreign
-        # writer and the controller meet at the lock once or twice takes 1 or
-        # 2 s more (1.8.7: steps of 2.09 to 2.30 s; docs/compat.md).
-        within += 2 * LEGACY_LOCK_RETRY
     for number, step in enumerate(steps):
-        assert step.seconds <= within, soak.context(f"step {number} too slow: {step}; {report}")
+        assert step.seconds <= CONVERGE_WITHIN, soak.context(f"step {number} too slow: {step}; {report}")
         assert step.writes <= step.tables, soak.context(f"step {number} wrote more than it tampered: {step}")
     for stats in controller.history:
         assert stats["processes"] == READS + stats["writes"], soak.context(

@@ -10,6 +10,7 @@ states what that version does, as measured on 1.8.7, 1.8.9, 1.8.11 and
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -19,7 +20,17 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aioiptables import Client, Completed, IPTablesError, Protocol, Runner
+from aioiptables import (
+    Client,
+    Completed,
+    Controller,
+    IPTablesError,
+    Protocol,
+    Rule,
+    RuleSet,
+    RulesRefusedError,
+    Runner,
+)
 from conftest import net, ns_exec
 
 pytestmark = pytest.mark.anyio
@@ -48,12 +59,15 @@ class Recording(Runner):
     def __init__(self, inner: Runner) -> None:
         self.inner = inner
         self.argvs: list[tuple[str, ...]] = []
+        self.stderr: list[str] = []
 
     async def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
     ) -> Completed:
         self.argvs.append(tuple(argv))
-        return await self.inner.run(argv, input=input, timeout=timeout)
+        done = await self.inner.run(argv, input=input, timeout=timeout)
+        self.stderr.append(done.stderr)
+        return done
 
     @property
     def asked_version(self) -> int:
@@ -95,10 +109,10 @@ def first_in_path(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
     monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-def rules_in(netns: str, proto: Protocol, backend: str, chain: str) -> list[str]:
-    """The ``-S`` lines of a filter chain on one backend, as iptables itself prints them."""
+def rules_in(netns: str, proto: Protocol, backend: str, chain: str, table: str = "filter") -> list[str]:
+    """The ``-S`` lines of a chain on one backend, as iptables itself prints them."""
     iptables = program(f"{proto.command}-{backend}")
-    argv = ["nsenter", f"--net=/run/netns/{netns}", "--", iptables, "-w", "5", "-t", "filter", "-S", chain]
+    argv = ["nsenter", f"--net=/run/netns/{netns}", "--", iptables, "-w", "5", "-t", table, "-S", chain]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     return [line for line in done.stdout.split("\n") if line.startswith(("-N", "-A"))]
 
@@ -119,6 +133,68 @@ async def test_the_version_is_what_the_binary_prints_asked_once(
     assert await client.version() is version
     await client.list("filter", "INPUT")
     assert client.calls == 2, "one --version, one listing"
+
+
+async def test_a_save_names_the_version_so_none_is_asked(netns: str, backend: str, proto: Protocol) -> None:
+    client = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
+    recording = recorded(client)
+    await client.save("filter")
+    version = await client.version()
+    assert recording.asked_version == 0 and client.calls == 1, "the save's header named it"
+    binary = program(f"{proto.command}-{backend}")
+    printed = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    asked = await Client(proto, backend=backend, netns=netns).version()  # type: ignore[arg-type]
+    assert (version.release, version.backend) == (asked.release, asked.backend), printed
+
+
+#: How long a test holds the xtables lock: a little over a second, so that
+#: iptables-legacy retrying once a second (1.8.7's default) would try again
+#: only about a second after the lock is free.
+LOCK_HELD = 1.05
+#: How soon after the lock is free a waiting command must be done.
+DONE_WITHIN = 0.5
+
+
+@pytest.mark.parametrize("backend", ["legacy"])  # nft takes no xtables lock
+async def test_legacy_commands_take_a_freed_lock_at_once_on_every_release(
+    netns: str, backend: str, proto: Protocol, tmp_path: Path
+) -> None:
+    lock = tmp_path / "xtables.lock"  # private_lock's
+    client = Client(proto, backend="legacy", netns=netns)
+    recording = recorded(client)
+    await client.save("filter")  # the version is known from here on
+    old = await client.version() < (1, 8, 8)
+    done_after: dict[str, float] = {}
+
+    async def timed(name: str, command: Awaitable[None]) -> None:
+        await command
+        done_after[name] = anyio.current_time() - released
+
+    released = float("inf")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                tg.start_soon(
+                    timed, "append", client.append("filter", "INPUT", "-s", net(proto), "-j", "ACCEPT")
+                )
+                tg.start_soon(timed, "restore", client.restore("*filter\n:HELD - [0:0]\nCOMMIT\n"))
+                await anyio.sleep(LOCK_HELD)
+                assert done_after == {}, "a command finished while the lock was held"
+                released = anyio.current_time()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    written = [argv for argv in recording.argvs if "-w" in argv]
+    assert len(written) == 2
+    # Before 1.8.8 the library says how often to try (-W); later releases
+    # wait in flock itself and warn about -W, so they never get it.
+    assert all(("-W" in argv) == old for argv in written), written
+    assert not any("deprecated" in stderr for stderr in recording.stderr), recording.stderr
+    assert max(done_after.values()) < DONE_WITHIN, f"done {done_after} s after the lock was freed"
+    assert rules_in(netns, proto, backend, "INPUT") == [f"-A INPUT -s {net(proto)} -j ACCEPT"]
+    assert rules_in(netns, proto, backend, "HELD") == ["-N HELD"]
 
 
 # -- the backend behind a wrapper -----------------------------------------------------------------
@@ -375,3 +451,41 @@ async def test_a_refused_restore_line_is_named_or_the_refusal_is_unexplained(
         assert (error.line, error.at_commit, error.is_unexplained_refusal) == (refused_line, False, False)
         assert error.reason is not None and error.is_not_exist is not_exist
     assert await client.list("filter", "HAVE") == ["-N HAVE", "-A HAVE -j ACCEPT"], "the table is unchanged"
+
+
+# -- rules a release would write otherwise than asked -------------------------------------------------
+
+
+async def test_a_snat_base_port_is_written_from_1_8_9_and_refused_before_it(
+    netns: str, backend: str, proto: Protocol
+) -> None:
+    # 1.8.7 (and 1.8.8) write SNAT without its base port, saying nothing: a
+    # rule other than the one asked for. From 1.8.9 the base is kept (as /0).
+    to = "1.2.3.4:80-90" if proto is Protocol.IPV4 else "[fd00::1]:80-90"
+    snat = Rule("nat", "POSTROUTING", ("-p", "tcp", "-j", "SNAT", "--to-source", f"{to}/70"), proto)
+    other = Rule("nat", "POSTROUTING", ("-p", "udp", "-j", "ACCEPT"), proto)
+    client = Client(proto, backend=backend, netns=netns)  # type: ignore[arg-type]
+    controller = Controller(client) if proto is Protocol.IPV4 else Controller(None, client)
+    version = await Client(proto, backend=backend, netns=netns).version()  # type: ignore[arg-type]
+    if version >= (1, 8, 9):
+        await controller.set(RuleSet([snat, other]))
+        assert rules_in(netns, proto, backend, "POSTROUTING", "nat") == [
+            f"-A POSTROUTING -p tcp -j SNAT --to-source {to}/0",
+            "-A POSTROUTING -p udp -j ACCEPT",
+        ]
+        await controller.reconcile()
+        assert controller.last_stats["writes"] == 0
+        return
+    running = ".".join(map(str, version.release))
+    for attempt in range(2):  # refused at every reconcile, before any write
+        with pytest.raises(RulesRefusedError) as caught:
+            await controller.set(RuleSet([snat, other]))
+        assert [(r.rule, r.message) for r in caught.value.refused] == [
+            (
+                snat,
+                f"iptables {running} ({backend}) drops SNAT's base port and writes the rule without it: "
+                "this rule needs iptables 1.8.9 or later",
+            )
+        ]
+        assert rules_in(netns, proto, backend, "POSTROUTING", "nat") == ["-A POSTROUTING -p udp -j ACCEPT"]
+        assert controller.last_stats["writes"] == (1 if attempt == 0 else 0), "every other rule is written"
