@@ -436,8 +436,8 @@ def test_missing_chain_is_created_before_rules_that_jump_to_it() -> None:
     )
     plans, states = converge(ruleset, observe(listing("INPUT"), missing("KILO")))
     got = lines(only_plan(plans))
-    assert sorted(got) == sorted([":KILO - [0:0]", "-A INPUT -j KILO", line("-A", "KILO", s(1))])
-    assert got[0] == ":KILO - [0:0]"
+    assert sorted(got) == sorted(["-N KILO", "-A INPUT -j KILO", line("-A", "KILO", s(1))])
+    assert got[0] == "-N KILO"
     assert states[(V4, "filter")] == {"INPUT": [jump("KILO")], "KILO": [s(1)]}
 
 
@@ -447,7 +447,7 @@ def test_missing_chain_without_rules_is_created() -> None:
     )
     table_plan = only_plan(plans)
     assert (table_plan.proto, table_plan.table) == (V4, "nat")
-    assert lines(table_plan) == [":KILO-NAT - [0:0]"]
+    assert lines(table_plan) == ["-N KILO-NAT"]
     assert states[(V4, "nat")] == {"KILO-NAT": []}
 
 
@@ -557,7 +557,7 @@ def test_ipv4_and_ipv6_chains_of_the_same_name_are_separate() -> None:
     plans, _ = converge(ruleset, observed)
     table_plan = only_plan(plans)
     assert table_plan.proto is V6
-    assert lines(table_plan) == [":X - [0:0]", "-A X -j ACCEPT"]
+    assert lines(table_plan) == ["-N X", "-A X -j ACCEPT"]
 
 
 # -- payload ------------------------------------------------------------------------------
@@ -572,14 +572,14 @@ def test_payload_is_one_table_section_ending_in_commit_and_a_newline() -> None:
     )
     (table_plan,) = plan(ruleset, observe(missing("KILO")))
     assert table_plan.payload == (
-        '*filter\n:KILO - [0:0]\n-A KILO -m comment --comment "kilo: it\\\'s \\"on\\"" -j ACCEPT\nCOMMIT\n'
+        '*filter\n-N KILO\n-A KILO -m comment --comment "kilo: it\\\'s \\"on\\"" -j ACCEPT\nCOMMIT\n'
     )
 
 
 @pytest.mark.parametrize(
     ("op", "text"),
     [
-        pytest.param(Op("create", "X"), ":X - [0:0]", id="create-declares-the-chain"),
+        pytest.param(Op("create", "X"), "-N X", id="create-refuses-an-existing-chain"),
         pytest.param(Op("append", "X", ("-j", "ACCEPT")), "-A X -j ACCEPT", id="append"),
         pytest.param(Op("insert", "X", ("-j", "ACCEPT"), 3), "-I X 3 -j ACCEPT", id="insert-with-position"),
         pytest.param(Op("delete", "X", ("-j", "ACCEPT")), "-D X -j ACCEPT", id="delete-by-spec"),

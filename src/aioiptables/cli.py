@@ -966,7 +966,15 @@ def cmd_canon(args: argparse.Namespace) -> int:
 
 # -- diff and apply ----------------------------------------------------------------------------
 
-_KINDS = {":": "create", "-A": "append", "-I": "insert", "-D": "delete", "-F": "flush", "-X": "remove"}
+_KINDS = {
+    ":": "create",
+    "-N": "create",
+    "-A": "append",
+    "-I": "insert",
+    "-D": "delete",
+    "-F": "flush",
+    "-X": "remove",
+}
 
 
 @dataclasses.dataclass(frozen=True)

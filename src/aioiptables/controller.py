@@ -858,7 +858,8 @@ class Controller:
         # Only iptables-nft-restore before 1.8.9 keeps a refusal's reason to
         # itself; elsewhere a bare "line N failed" at COMMIT (the kernel
         # refusing the whole batch) has no one change to blame. The version
-        # costs one process, once per client, on this failure only.
+        # costs no process once a save has named it (the read before this
+        # write, as a rule), else one, once per client.
         if client.backend == "legacy" or await client.version() >= (1, 8, 9):
             return False
         snapshot = parse_save(await client.save(table), proto)[table]

@@ -88,7 +88,11 @@ class Op:
         """The iptables-restore line for this change."""
         spec = f" {join_tokens(self.spec)}" if self.spec else ""
         if self.kind == "create":
-            return f":{self.chain} - [0:0]"
+            # Not ":CHAIN - [0:0]", which flushes the chain if it exists after
+            # all: created since it was read, or (iptables-nft 1.8.7 to 1.8.10)
+            # holding rules made by nft, which those print as a missing chain.
+            # "-N" refuses an existing chain, and with it the whole table.
+            return f"-N {self.chain}"
         if self.kind == "insert":
             return f"-I {self.chain} {self.position}{spec}"
         if self.kind == "delete" and self.position:

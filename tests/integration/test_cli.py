@@ -275,7 +275,7 @@ spec = "--protocol tcp --dport 22 -j ACCEPT"
 
 KILO_CHANGES = [
     ["ipv4", "filter", "insert", "-I INPUT 1 --protocol tcp --dport 22 -j ACCEPT"],
-    ["ipv4", "nat", "create", ":KILO-NAT - [0:0]"],
+    ["ipv4", "nat", "create", "-N KILO-NAT"],
     [
         "ipv4",
         "nat",
@@ -421,11 +421,11 @@ def test_diff_and_apply_save_file(
     diff = cli(capsys, "diff", *opts, str(path))
     assert diff.status == EXIT_DIFFERS, diff
     assert diff.rows == [
-        ["ipv4", "filter", "create", ":KILO-FORWARD - [0:0]"],
+        ["ipv4", "filter", "create", "-N KILO-FORWARD"],
         ["ipv4", "filter", "append", "-A KILO-FORWARD -s 10.5.0.0/16 -j ACCEPT"],
         ["ipv4", "filter", "append", "-A KILO-FORWARD -d 10.5.0.0/16 -j ACCEPT"],
         ["ipv4", "filter", "append", "-A FORWARD -j KILO-FORWARD"],
-        ["ipv4", "nat", "create", ":KILO-NAT - [0:0]"],
+        ["ipv4", "nat", "create", "-N KILO-NAT"],
         [
             "ipv4",
             "nat",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import pytest
@@ -17,13 +18,16 @@ from hypothesis import strategies as st
 
 from aioiptables import (
     Chain,
+    Completed,
     Controller,
     FakeClient,
     InvalidRuleError,
+    IPTablesError,
     Protocol,
     Rule,
     RuleSet,
     RulesRefusedError,
+    Runner,
 )
 from aioiptables.plan import chain_tag, owner_tag
 from conftest import World, controller_for, net
@@ -278,6 +282,47 @@ async def test_a_chain_that_existed_before_keeps_its_foreign_rules_at_cleanup(
     assert len(await world.rules(proto, "filter", "SHARED")) == 2
     await controller.cleanup()
     assert await world.rules(proto, "filter", "SHARED") == [f"-A SHARED -s {net(proto, 14)} -j RETURN"]
+
+
+class ForeignWriteFirst(Runner):
+    """Runs ``before`` once, just before the first restore: someone else's
+    write landing between a controller's read and its write."""
+
+    def __init__(self, inner: Runner, before: Callable[[], Awaitable[object]]) -> None:
+        self.inner = inner
+        self.before: Callable[[], Awaitable[object]] | None = before
+
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> Completed:
+        if argv[0].endswith("-restore") and self.before is not None:
+            before, self.before = self.before, None
+            await before()
+        return await self.inner.run(argv, input=input, timeout=timeout)
+
+
+async def test_a_chain_created_by_someone_else_after_the_read_is_never_flushed(
+    world: World, proto: Protocol
+) -> None:
+    # The plan creates a chain it read as missing with "-N", never with
+    # ":X - [0:0]", which would flush the chain that now exists: the write
+    # fails whole, and the next reconcile finds the chain as it is.
+    foreign = f"-A LATE -s {net(proto, 15)} -j RETURN"
+
+    async def create_it() -> None:
+        await world.iptables(proto, "-N", "LATE")
+        await world.iptables(proto, *foreign.split())
+
+    controller = controller_for(world, proto)
+    client = controller.clients[0] if proto is Protocol.IPV4 else controller.clients[-1]
+    client.runner = ForeignWriteFirst(client.runner, create_it)
+    wanted = RuleSet([Chain("filter", "LATE", proto), Rule("filter", "LATE", ("-j", "ACCEPT"), proto)])
+    with pytest.raises(IPTablesError) as caught:
+        await controller.set(wanted)
+    assert not caught.value.is_not_exist
+    assert await world.rules(proto, "filter", "LATE") == [foreign], "nothing of the table was written"
+    await controller.reconcile()
+    assert await world.rules(proto, "filter", "LATE") == [foreign, "-A LATE -j ACCEPT"]
 
 
 async def test_a_rule_moved_by_hand_is_still_ours(world: World, proto: Protocol) -> None:

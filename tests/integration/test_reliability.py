@@ -327,6 +327,12 @@ async def test_hung_iptables_is_killed_at_timeout_and_twenty_timeouts_leak_no_zo
     assert max(took) < TIMEOUT + 2.0, f"killed long after the timeout: {max(took):.3f}s"
     assert zombies() == [], "a killed process was never reaped"
     assert running(hang.marker) == [], "a hung process survived its timeout"
+    # The event loop may close a killed process's pipes a little later (seen
+    # once, under load: 47 descriptors open right after): a leak is for
+    # good, so give it a second to settle before counting.
+    with anyio.move_on_after(1.0):
+        while len(open_fds()) > len(fds_before):
+            await anyio.sleep(0.02)
     leaked = sorted(set(open_fds()) - set(fds_before))
     assert len(open_fds()) <= len(fds_before), f"descriptors leaked by {TIMEOUTS} timeouts: {leaked}"
     # Figures: 20 timeouts, 21 processes (one good call), all killed within
@@ -645,13 +651,14 @@ async def test_a_restore_failing_mid_reconcile_leaves_its_table_untouched_report
     # rejected restore ran no process (3 processes), in "invalid" mode it did
     # (4). The repair: 3 processes (2 saves, 1 restore); the check: 2 (saves).
     # A bare "line N failed" at COMMIT (what "rejected" injects, and what
-    # iptables-nft-restore before 1.8.9 prints for any refusal) costs
-    # iptables-nft one --version, once per client; before 1.8.9 also an
-    # iptables-save of the table and a -C of the rule deleted by its spec, to
-    # find the change to blame (none: the injected refusal blames nothing).
+    # iptables-nft-restore before 1.8.9 prints for any refusal) asks
+    # iptables-nft its version, which the saves before it named (no
+    # process); before 1.8.9 it costs an iptables-save of the table and a -C
+    # of the rule deleted by its spec, to find the change to blame (none:
+    # the injected refusal blames nothing).
     unexplained = backend == "nft" and mode == "rejected"
     old = unexplained and await client.version() < (1, 8, 9)
-    assert spent == 4 + unexplained + 2 * old, f"calls made by the failing set(): {spent}"
+    assert spent == 4 + 2 * old, f"calls made by the failing set(): {spent}"
     assert repair["processes"] == 3 and controller.last_stats["processes"] == 2
     assert faulty.calls == controller.calls - (1 if mode == "rejected" else 0)
 
@@ -724,11 +731,11 @@ async def test_a_chain_deleted_between_read_and_write_refuses_only_its_rules_the
     # failed reconcile spent 3 processes (1 iptables-save, 1 refused restore,
     # 1 restore without the refused rule), the repair 2 (1 save, 1 restore
     # recreating REL-B, its rules and the jump). iptables-nft-restore before
-    # 1.8.9 does not say which line it refused: finding it takes its
-    # --version (once per client) and one more save.
+    # 1.8.9 does not say which line it refused: finding it takes one more
+    # save (its version, which tells, was named by the save before).
     unexplained = backend == "nft" and await client.version() < (1, 8, 9)
     assert faulty.faults == 0
-    assert spent == 3 + 2 * unexplained and repair["processes"] == 2 and repair["writes"] == 1, (
+    assert spent == 3 + unexplained and repair["processes"] == 2 and repair["writes"] == 1, (
         spent,
         repair,
     )

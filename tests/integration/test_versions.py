@@ -21,6 +21,7 @@ import anyio
 import pytest
 
 from aioiptables import (
+    Chain,
     Client,
     Completed,
     Controller,
@@ -193,6 +194,8 @@ async def test_legacy_commands_take_a_freed_lock_at_once_on_every_release(
     assert all(("-W" in argv) == old for argv in written), written
     assert not any("deprecated" in stderr for stderr in recording.stderr), recording.stderr
     assert max(done_after.values()) < DONE_WITHIN, f"done {done_after} s after the lock was freed"
+    # Figures (1.8.7): 0.96 s after the lock was freed without -W, 11 to 25 ms with it.
+    print(f"figures: done {max(done_after.values()) * 1000:.0f} ms after the lock was freed")
     assert rules_in(netns, proto, backend, "INPUT") == [f"-A INPUT -s {net(proto)} -j ACCEPT"]
     assert rules_in(netns, proto, backend, "HELD") == ["-N HELD"]
 
@@ -403,6 +406,35 @@ async def test_what_iptables_nft_says_of_a_missing_chain_and_of_one_holding_nft_
         assert printed["NOPE"] in (words.replace("NATIVE", "NOPE"), no_chain)
     else:
         assert printed["NOPE"] == no_chain
+
+
+def nft_rules_of(netns: str, proto: Protocol, chain: str) -> str:
+    family = "ip" if proto is Protocol.IPV4 else "ip6"
+    return ns_exec(netns, program("nft"), "list", "chain", family, "filter", chain)
+
+
+@pytest.mark.parametrize("wanted", ["NATIVE", "OURS"])
+async def test_a_controller_never_flushes_a_chain_holding_nft_rules(
+    netns: str, proto: Protocol, wanted: str
+) -> None:
+    # iptables-nft 1.8.7 to 1.8.10 say of a chain holding nft rules what they
+    # say of a missing chain, and ":NATIVE - [0:0]" in a restore flushes it
+    # (measured on 1.8.7 and 1.8.9: the nft rule was gone). The controller
+    # creates a chain it read as missing with "-N", which iptables refuses
+    # for a chain that exists: an error, and the nft rule stays. Another
+    # chain of the same table is created as usual.
+    native_chain(netns, proto)
+    client = Client(proto, backend="nft", netns=netns)
+    controller = Controller(client) if proto is Protocol.IPV4 else Controller(None, client)
+    rules = RuleSet([Chain("filter", wanted, proto), Rule("filter", wanted, ("-j", "ACCEPT"), proto)])
+    if wanted == "NATIVE":
+        with pytest.raises(IPTablesError) as caught:
+            await controller.set(rules)
+        assert not caught.value.is_not_exist, caught.value
+    else:
+        await controller.set(rules)
+        assert rules_in(netns, proto, "nft", wanted) == [f"-N {wanted}", f"-A {wanted} -j ACCEPT"]
+    assert "quota 10 mbytes" in nft_rules_of(netns, proto, "NATIVE"), "the nft rule is still there"
 
 
 # -- what a refused restore says ----------------------------------------------------------------------
