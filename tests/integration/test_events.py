@@ -12,9 +12,11 @@ import logging
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import Process
 
 from aioiptables import Chain, Client, Controller, ProcessRunner, Protocol, Rule, RuleSet
 from aioiptables.events import EventsLostError, Generation, Watcher
@@ -268,18 +270,27 @@ async def test_events_can_be_switched_off(nft: World) -> None:
 
 async def test_aioiptables_watch_prints_each_change_with_its_process(nft: World) -> None:
     assert nft.netns is not None
-    argv = [sys.executable, "-m", "aioiptables", "watch", "--netns", nft.netns, "--count", "2", "--json"]
-    argv += ["--table", "filter"]
+    argv = [sys.executable, "-m", "aioiptables", "watch", "--netns", nft.netns, "--json", "--table", "filter"]
     async with await anyio.open_process(argv) as process:
-        await anyio.sleep(1.0)  # subscribed
-        await nft.iptables(V4, "-t", "raw", "-A", "PREROUTING", "-j", "ACCEPT")  # not shown: --table
-        await nft.iptables(V4, "-N", "EV-SEEN")
-        await nft.iptables(Protocol.IPV6, "-A", "INPUT", "-j", "ACCEPT")
-        with anyio.fail_after(10):
-            assert await process.wait() == 0
-        assert process.stdout is not None
-        out = (await process.stdout.receive()).decode()
-    first, second = (json.loads(line) for line in out.splitlines())
+        try:
+            with anyio.fail_after(20):
+                lines = LineReader(process)
+                # Subscribed once a probe change is shown (a fixed sleep was
+                # not always enough on a loaded machine: both changes went by).
+                probes = 0
+                while True:
+                    probes += 1
+                    await nft.iptables(V4, "-N", f"EV-PROBE{probes}")
+                    with anyio.move_on_after(0.5):
+                        await lines.until(lambda change: "EV-PROBE" in str(change["changes"]))
+                        break
+                await nft.iptables(V4, "-t", "raw", "-A", "PREROUTING", "-j", "ACCEPT")  # not shown: --table
+                await nft.iptables(V4, "-N", "EV-SEEN")
+                await nft.iptables(Protocol.IPV6, "-A", "INPUT", "-j", "ACCEPT")
+                first = await lines.until(lambda change: "EV-PROBE" not in str(change["changes"]))
+                second = await lines.until(lambda change: True)
+        finally:
+            process.kill()
     assert (first["process"], second["process"]) == ("iptables-nft", "ip6tables-nft")
     assert first["changes"][-1] == {
         "proto": "ipv4",
@@ -289,6 +300,29 @@ async def test_aioiptables_watch_prints_each_change_with_its_process(nft: World)
         "added": True,
     }
     assert second["changes"][-1]["proto"] == "ipv6" and second["pid"] > 0
+
+
+class LineReader:
+    """The JSON lines a process prints, one at a time."""
+
+    def __init__(self, process: Process) -> None:
+        assert process.stdout is not None
+        self.stream = process.stdout
+        self.buffer = b""
+
+    async def line(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            self.buffer += await self.stream.receive()
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+    async def until(self, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The next line ``wanted`` accepts (the lines before it are dropped)."""
+        while True:
+            line = await self.line()
+            if wanted(line):
+                return line
 
 
 async def test_a_pid_is_taken_for_ours_only_while_it_is_recent(nft: World) -> None:
