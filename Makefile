@@ -1,12 +1,13 @@
 # make demo: a Controller keeping a Kilo-like rule set in a private namespace.
 # make test: the whole suite, on real iptables (nft and legacy) in private namespaces.
 # make compat: the tests that run real iptables, against other iptables releases.
+# make package: the wheel and the sdist, built, checked and tried in fresh virtual environments.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: setup demo test compat lint bench docs clean stateful
+.PHONY: setup demo test compat lint package bench docs clean stateful
 
 setup: $(VENV)/.installed
 
@@ -14,7 +15,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps
 	scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,package]'
 	touch $@
 
 demo: setup
@@ -41,7 +42,17 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/ruff format --check src tests benchmarks examples scripts
 	$(BIN)/mypy
-	$(BIN)/mypy scripts/compat/real_iptables.py
+	$(BIN)/mypy scripts/compat/real_iptables.py scripts/check_package.py
+
+# The wheel and the sdist, as they would be published: built (the wheel from
+# the sdist, as pip builds it), checked by twine, then each installed into a
+# fresh virtual environment and used there (scripts/check_package.py). The
+# version comes from aioiptables.__version__, its one place.
+package: setup
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_package.py dist
 
 # The stateful property test (a Controller against a foreign actor, issue 9) in
 # its long profile, for a nightly run (`make test` runs the short one).
@@ -68,4 +79,4 @@ docs: setup
 	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist

@@ -7,6 +7,7 @@ Start with :class:`Client` for single commands and :class:`Controller` to keep
 a :class:`RuleSet` in place; README.md has a quick start for each.
 """
 
+from . import files
 from .cache import RuleCache
 from .client import Binaries, Client, IPTablesVersion
 from .controller import Controller
@@ -17,6 +18,7 @@ from .errors import (
     IPTablesPermissionError,
     IPTablesTimeoutError,
     RefusedRule,
+    RuleSetFileError,
     RulesRefusedError,
 )
 from .events import Change, EventsLostError, Generation, Watcher
@@ -51,6 +53,7 @@ __all__ = [
     "Rule",
     "RuleCache",
     "RuleSet",
+    "RuleSetFileError",
     "RulesRefusedError",
     "Runner",
     "TablePlan",
@@ -59,6 +62,7 @@ __all__ = [
     "analyze",
     "canonicalize",
     "check_rule",
+    "files",
     "parse_save",
     "plan",
 ]

@@ -57,6 +57,8 @@ from .runner import ProcessRunner
 __all__ = ["Controller", "ipv6_enabled"]
 
 _ERROR_BUFFER = 64
+# Each client's argument name, for repr().
+_ARG = {Protocol.IPV4: "v4", Protocol.IPV6: "v6"}
 # Where leftovers of an earlier run are looked for.
 _SCANNED_TABLES = ("filter", "nat", "mangle", "raw")
 
@@ -131,6 +133,34 @@ class Controller:
             lost subscription is noticed and answered at once). A reconcile
             that failed is tried again every ``resync``.
 
+    Attributes:
+        errors: the exceptions of the reconciles that failed in :meth:`run`,
+            which logs each and goes on (``async for exc in
+            controller.errors``). Up to 64 wait while nobody reads; later
+            ones are dropped (they are still logged).
+        state: every chain the last reconcile read, keyed by ``(protocol,
+            table, chain)``, as it reads after that reconcile's writes: known
+            from its plans, not listed again.
+        last_plans: what the last reconcile wrote, one :class:`TablePlan`
+            per table it changed (``plan.payload`` is what iptables-restore
+            was given); empty when it changed nothing.
+        last_stats: what the last reconcile cost: ``processes`` run,
+            ``writes`` (one per table changed), ``changes`` (the operations
+            in them) and ``seconds``. Empty before the first; a reconcile
+            that failed (but for refused rules, :class:`RulesRefusedError`)
+            leaves the figures of the one before.
+        listeners: called after every reconcile (through :meth:`set`,
+            :meth:`reconcile`, :meth:`cleanup` or :meth:`run`) with the
+            controller, the seconds it took and the exception it raised (or
+            None); ``last_stats`` then describes it. A listener that raises
+            is logged, and the others are still called. For metrics
+            (:func:`aioiptables.metrics.instrument` adds one) and the like.
+        last_change: the last foreign change to a table of the rule set
+            that events reported (None until one does): which process,
+            which tables.
+        following_events: whether :meth:`run` is following events right now.
+        canary_trips: how often a canary was found gone or emptied.
+
     What is ours. The controller deletes, moves or de-duplicates only the
     rules it wrote, and flushes or deletes only the chains it created:
 
@@ -184,12 +214,10 @@ class Controller:
         self.canary_interval = canary_interval
         self.events = events
         self.safety_resync = safety_resync
-        #: The last foreign change to a table of the rule set that events
-        #: reported (None until one does): which process, which tables.
+        # The public attributes below are described in the class docstring
+        # (its Attributes section), where help() and the API reference find them.
         self.last_change: Generation | None = None
-        #: Whether run() is following events right now.
         self.following_events = False
-        #: How often a canary was found gone or emptied.
         self.canary_trips = 0
         self._adopted = owner is None  # leftovers of earlier runs looked for yet?
         self._wake: anyio.Event | None = None
@@ -222,17 +250,23 @@ class Controller:
         self._errors_in: MemoryObjectSendStream[Exception]
         self.errors: MemoryObjectReceiveStream[Exception]
         self._errors_in, self.errors = anyio.create_memory_object_stream[Exception](_ERROR_BUFFER)
-        #: Processes spent and changes made by the last reconcile.
         self.last_stats: dict[str, float] = {}
-        #: What the last reconcile planned to write, one plan per table changed.
         self.last_plans: list[TablePlan] = []
-        #: Every chain the last reconcile touched, as it reads after that
-        #: reconcile's writes (known from the plan, not listed again).
         self.state: dict[ChainKey, ChainListing] = {}
-        #: Called after every reconcile (through reconcile() or run()) with
-        #: the controller, the seconds it took and the error it raised (or
-        #: None); ``last_stats`` then describes it. For metrics and the like.
         self.listeners: list[Callable[[Controller, float, Exception | None], None]] = []
+
+    def __repr__(self) -> str:
+        # Said as it would be made, from what tells two controllers apart:
+        # their clients (which name their namespace) and the options that
+        # change what they write. Cheap: no process, no lock.
+        parts = [f"{_ARG[proto]}={client!r}" for proto, client in self._clients.items()]
+        parts.append(f"resync={self.resync!r}")
+        parts += [
+            f"{name}={value!r}"
+            for name, value in (("owner", self.owner), ("canary", self.canary))
+            if value is not None
+        ]
+        return f"Controller({', '.join(parts)})"
 
     @property
     def _lock(self) -> anyio.Lock:

@@ -22,6 +22,7 @@ __all__ = [
     "IPTablesTimeoutError",
     "InvalidRuleError",
     "RefusedRule",
+    "RuleSetFileError",
     "RulesRefusedError",
 ]
 
@@ -381,6 +382,37 @@ class InvalidRuleError(ValueError):
         self.what = what
         self.value = value
         super().__init__(f"invalid {what} {value!r}: {why}")
+
+
+class RuleSetFileError(InvalidRuleError):
+    """A rule-set file that cannot be used, and where: it is neither TOML nor
+    iptables-save text, an entry has a key it should not have or lacks one it
+    needs, or a rule, chain or table in it is invalid.
+
+    Raised by :mod:`aioiptables.files` before any process runs; an
+    :class:`InvalidRuleError` like any other, so code that catches that
+    catches this too.
+
+    Attributes:
+        path: the file, as given (``<string>`` for text that came from no file).
+        line: the line at fault, counted from 1.
+        reason: what is wrong there, without the place.
+
+    Example:
+        >>> err = RuleSetFileError("rules.toml", 3, "[[append]] #1: unknown key 'spek'")
+        >>> str(err)
+        "rules.toml:3: [[append]] #1: unknown key 'spek'"
+        >>> err.path, err.line
+        ('rules.toml', 3)
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        ValueError.__init__(self, f"{path}:{line}: {reason}")
+        self.what = "rule set file"
+        self.value = path
+        self.path = path
+        self.line = line
+        self.reason = reason
 
 
 @dataclass(frozen=True)

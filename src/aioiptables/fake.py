@@ -1421,3 +1421,7 @@ class FakeClient(Client):
             runner=self.fake,
             binaries=Binaries(f"{base}{infix}", f"{base}{infix}-save", f"{base}{infix}-restore"),
         )
+
+    def __repr__(self) -> str:
+        # Said as it is made: a fake must not pass for a real client in a log line.
+        return f"FakeClient({self.proto}, backend={self.backend!r}, version={self.fake.version!r})"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -350,3 +351,23 @@ class RuleSet:
         """Every item: the append items in order, then the prepend rules."""
         yield from self.append
         yield from self.prepend
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, proto: Protocol = Protocol.IPV4) -> RuleSet:
+        """The rule set in a rule-set file: TOML, or iptables-save text (see
+        :mod:`aioiptables.files`, which reads and writes them). ``proto`` is
+        the protocol of every entry that names none.
+
+        Raises :class:`OSError` when the file cannot be read, and
+        :class:`~aioiptables.RuleSetFileError`, naming the line, when what it
+        says cannot be used.
+
+        Example::
+
+            controller = Controller()
+            await controller.set(RuleSet.load("/etc/mesh/rules.toml"))
+        """
+        # The files module sits above the model (it builds rule sets); import it late.
+        from .files import load
+
+        return load(path, proto=proto)

@@ -1,6 +1,7 @@
 """examples/agent.py end to end, on real iptables in a private namespace.
 
-Each test writes a config, starts the agent as its own process (as a daemon
+Each test writes a rule-set file (with :func:`aioiptables.files.dumps`, as a
+program of yours may), starts the agent on it as its own process (as a daemon
 would run), and watches the namespace's tables with iptables behind the
 agent's back: the rules come, follow a SIGHUP reload, are repaired when
 deleted, and are gone after SIGTERM or SIGINT, with exit status 0. Metrics
@@ -10,26 +11,23 @@ iptables fail the test, never skip it.
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aioiptables import Chain, Protocol, Rule
+from aioiptables import Chain, Protocol, Rule, RuleSet, files
 from conftest import ns_exec
 
 pytestmark = pytest.mark.iptables
 
-AGENT = Path(__file__).resolve().parents[2] / "examples" / "agent.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+AGENT = EXAMPLES / "agent.py"
 # Seconds any one wait may take; the agent needs well under one for each step.
 WAIT = 30.0
 
@@ -46,17 +44,18 @@ TO_MESH = f"-A FORWARD -d {MESH} -j ACCEPT"
 OTHER_MESH = "-A FORWARD -s 10.6.0.0/16 -j ACCEPT"
 
 
-def toml_list(lines: list[str]) -> str:
-    """TOML literal strings: iptables' double quotes need no escaping."""
-    return "[\n" + "".join(f"    '{line}',\n" for line in lines) + "]"
-
-
-def config(backend: str, nat: list[str], forward: list[str], *, extra: str = "") -> str:
-    return (
-        f'resync = 0.3\nbackend = "{backend}"\n{extra}\n'
-        f'[ipv4.nat]\nchains = ["KILO-NAT"]\nrules = {toml_list(nat)}\n\n'
-        f"[ipv4.filter]\nrules = {toml_list(forward)}\n"
+def rule_set(nat: list[str], forward: list[str], *, prepend_v6: tuple[str, ...] = ()) -> str:
+    """A rule-set file of KILO-NAT, these ``-S`` lines of nat and filter, and
+    IPv6 rules kept at the top of their chains."""
+    ruleset = RuleSet(
+        append=[
+            Chain.ipv4("nat", "KILO-NAT"),
+            *(Rule.parse(line, "nat") for line in nat),
+            *(Rule.parse(line, "filter") for line in forward),
+        ],
+        prepend=[Rule.parse(line, "filter", Protocol.IPV6) for line in prepend_v6],
     )
+    return files.dumps(ruleset)
 
 
 # Run inside the namespace: what a URL there answers.
@@ -73,27 +72,33 @@ class Agent:
     --net``). Its iptables processes enter the same namespace (``--netns``).
     """
 
-    def __init__(self, tmp_path: Path, netns: str, metrics_port: int) -> None:
-        self.config = tmp_path / "agent.toml"
+    def __init__(self, tmp_path: Path, netns: str, backend: str, metrics_port: int) -> None:
+        self.rules = tmp_path / "rules.toml"
+        self.backend = backend
         self.log_path = tmp_path / "agent.log"
         self.netns = netns
         self.port = metrics_port
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         argv = [
             *self._inside,
             sys.executable,
             str(AGENT),
-            "--config",
-            str(self.config),
+            "--rules",
+            str(self.rules),
             "--netns",
             self.netns,
+            "--backend",
+            self.backend,
+            "--resync",
+            "0.3",
+            "--metrics-port",
+            str(self.port),
+            *options,
         ]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*argv, "--metrics-port", str(self.port)], stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
     @property
     def _inside(self) -> list[str]:
@@ -148,9 +153,9 @@ class Agent:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, netns: str) -> Iterator[Agent]:
+def agent(tmp_path: Path, netns: str, backend: str) -> Iterator[Agent]:
     ns_exec(netns, "ip", "link", "set", "lo", "up")  # the namespace's own loopback, for the metrics
-    started = Agent(tmp_path, netns, 9100)
+    started = Agent(tmp_path, netns, backend, 9100)
     try:
         yield started
     finally:
@@ -178,7 +183,7 @@ def scraped(agent: Agent, name: str, **labels: str) -> float:
 
 
 def test_agent_applies_reloads_repairs_and_cleans_up(agent: Agent, netns: str, backend: str) -> None:
-    agent.config.write_text(config(backend, [RETURN, MASQUERADE, JUMP], [FROM_MESH, TO_MESH]))
+    agent.rules.write_text(rule_set([RETURN, MASQUERADE, JUMP], [FROM_MESH, TO_MESH]))
     agent.start()
     want_nat = nat_lines([RETURN, MASQUERADE, JUMP])
     agent.wait_for("rules in nat", lambda: rules(netns, backend, "nat"), want_nat)
@@ -197,14 +202,15 @@ def test_agent_applies_reloads_repairs_and_cleans_up(agent: Agent, netns: str, b
     agent.wait_for("the deleted rule back", lambda: rules(netns, backend, "filter"), [FROM_MESH, TO_MESH])
 
     # SIGHUP: one rule added, one removed.
-    agent.config.write_text(config(backend, [RETURN, MASQUERADE, JUMP], [FROM_MESH, OTHER_MESH]))
+    agent.rules.write_text(rule_set([RETURN, MASQUERADE, JUMP], [FROM_MESH, OTHER_MESH]))
     agent.send(signal.SIGHUP)
     agent.wait_for("the reloaded rules", lambda: rules(netns, backend, "filter"), [FROM_MESH, OTHER_MESH])
     assert rules(netns, backend, "nat") == want_nat
-    # A config that does not parse changes nothing.
-    agent.config.write_text("resync = [")
+    # A file that cannot be used changes nothing; the error names its line.
+    agent.rules.write_text('[[append]]\nrule = "-A FORWARD -j ACCEPT"\n[[append]\n')
     agent.send(signal.SIGHUP)
     agent.wait_for("the reload error", lambda: "reload failed" in agent.log)
+    assert f"{agent.rules}:3: not valid TOML" in agent.log
     assert rules(netns, backend, "filter") == [FROM_MESH, OTHER_MESH]
     assert scraped(agent, "aioiptables_rules_repaired_total") >= 6 + 1 + 2
 
@@ -215,10 +221,10 @@ def test_agent_applies_reloads_repairs_and_cleans_up(agent: Agent, netns: str, b
 
 
 def test_sigint_cleans_up_both_protocols_without_metrics(agent: Agent, netns: str, backend: str) -> None:
-    v6 = "\n[ipv6.filter]\nrules = ['-I INPUT -s fd00:5::/64 -p udp --dport 51820 -j ACCEPT']\n"
-    agent.config.write_text(config(backend, [MASQUERADE], [FROM_MESH], extra='owner = "agent"') + v6)
+    v6 = ("-I INPUT -s fd00:5::/64 -p udp --dport 51820 -j ACCEPT",)
+    agent.rules.write_text(rule_set([MASQUERADE], [FROM_MESH], prepend_v6=v6))
     agent.port = 0  # metrics off: prometheus-client is not needed then
-    agent.start()
+    agent.start("--owner", "agent")
     tagged = "aioiptables:owner=agent"
     agent.wait_for(
         "the IPv6 rule",
@@ -233,37 +239,32 @@ def test_sigint_cleans_up_both_protocols_without_metrics(agent: Agent, netns: st
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "options", "message"),
     [
-        ("resync = -1\n", "resync must be a positive number"),
-        ('[ipv4.natt]\nrules = ["-A X -j ACCEPT"]\n', "no such table"),
-        ('[ipv4.nat]\nrules = ["KILO-NAT -j MASQUERADE"]\n', "must start with -A CHAIN or -I CHAIN"),
-        ("resync = [", "Invalid value"),
+        ('[[append]]\nrule = "-A X -j ACCEPT"\n', ("--resync", "-1"), "must be a positive number of seconds"),
+        ('\n[[append]]\nrule = "-t natt -A X -j ACCEPT"\n', (), ":2: [[append]] #1: invalid table 'natt'"),
+        ('[[append]]\nrule = "KILO-NAT -j MASQUERADE"\n', (), ":1: [[append]] #1: invalid table 'KILO-NAT'"),
+        ("[[append]\n", (), ":1: not valid TOML"),
+        ('[[append]]\nrule = "-A X -j ACCEPT"\n', ("--owner", "x:y"), "invalid owner 'x:y'"),
     ],
 )
-def test_a_bad_config_at_start_exits_2_before_any_process(
-    agent: Agent, netns: str, text: str, message: str
+def test_a_bad_start_exits_2_before_any_process(
+    agent: Agent, netns: str, text: str, options: tuple[str, ...], message: str
 ) -> None:
-    agent.config.write_text(text)
-    agent.start()
+    agent.rules.write_text(text)
+    agent.start(*options)
     assert agent.exit_status() == 2, agent.log
     assert message in agent.log
     assert rules(netns, "nft", "nat") == [] and rules(netns, "legacy", "nat") == []
 
 
-def test_the_config_documented_in_the_agent_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = importlib.util.spec_from_file_location("example_agent", AGENT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "example_agent", module)  # its dataclasses look it up there
-    spec.loader.exec_module(module)
-    assert module.__doc__ is not None
-    after = module.__doc__.split("The config file::\n", 1)[1].splitlines()
-    block = itertools.takewhile(lambda line: not line or line.startswith("    "), after)
-    example = textwrap.dedent("\n".join(block))
-    parsed = module.parse_config(tomllib.loads(example))
-    assert (parsed.resync, parsed.backend, parsed.owner) == (30.0, "auto", "agent")
-    assert parsed.protocols == {Protocol.IPV4}
-    items = list(parsed.ruleset)
-    assert items[0] == Chain.ipv4("nat", "KILO-NAT")
-    assert sum(isinstance(item, Rule) for item in items) == 5
+def test_the_rules_shipped_with_the_agent_are_a_valid_rule_set_file() -> None:
+    ruleset = files.load(EXAMPLES / "kilo.toml")
+    assert ruleset.append[0] == Chain.ipv4("nat", "KILO-NAT")
+    assert Rule.parse(MASQUERADE, "nat") in ruleset.append
+    assert len(ruleset.append) == 6
+    wireguard = ("-p", "udp", "--dport", "51820", "-j", "ACCEPT")
+    assert ruleset.prepend == (
+        Rule.ipv4("filter", "INPUT", *wireguard),
+        Rule.ipv6("filter", "INPUT", *wireguard),
+    )

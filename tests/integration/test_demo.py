@@ -12,13 +12,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aioiptables.cli import DEMO_NETNS_PREFIX
+from aioiptables.demo import DEMO_NETNS_PREFIX
 
 pytestmark = pytest.mark.iptables
 
@@ -144,3 +147,62 @@ def test_demo_json_ipv6_on_each_event_loop(anyio_backend: str) -> None:
     document = json.loads(done.stdout)
     check_json(document, "nft", ipv6=True)
     assert document["anyio_backend"] == anyio_backend
+
+
+# A stand-in for iptables-nft-save that says it has started, then hangs: the
+# demo's first read of the tables waits on it, so a signal sent then is sure
+# to find the demo inside its event loop, in the middle of a step.
+HANGING_SAVE = """\
+#!/bin/sh
+touch "$AIOIPTABLES_TEST_MARK"
+exec sleep 60
+"""
+
+
+@pytest.mark.parametrize(
+    ("anyio_backend", "signum", "status"),
+    [
+        ("asyncio", signal.SIGINT, 130),
+        ("trio", signal.SIGINT, 130),
+        ("asyncio", signal.SIGTERM, 143),
+    ],
+)
+def test_an_interrupted_demo_says_so_in_one_line_and_deletes_its_namespace(
+    tmp_path: Path, anyio_backend: str, signum: signal.Signals, status: int
+) -> None:
+    require("nft")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    save = bin_dir / "iptables-nft-save"
+    save.write_text(HANGING_SAVE)
+    save.chmod(0o755)
+    mark = tmp_path / "save-started"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "AIOIPTABLES_TEST_MARK": str(mark),
+    }
+    before = demo_namespaces()
+    argv = [sys.executable, "-m", "aioiptables", "demo", "--backend", "nft", "--anyio-backend", anyio_backend]
+    # A session of its own, signalled as a whole: what Ctrl-C at a terminal does.
+    demo = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not mark.exists():
+            assert demo.poll() is None, f"the demo exited {demo.returncode}: {demo.communicate()}"
+            assert time.monotonic() < deadline, "the demo never read its tables"
+            time.sleep(0.05)
+        os.killpg(demo.pid, signum)
+        out, err = demo.communicate(timeout=TIMEOUT)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == status, (out, err)
+    assert err == "aioiptables demo: interrupted; its network namespace is deleted\n", err
+    named = NETNS_NAME.search(out)
+    assert named, out
+    assert named.group() not in demo_namespaces()
+    assert demo_namespaces() <= before
