@@ -499,15 +499,7 @@ class Demo:
         gone = await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN)
         if spec in parse_listing(gone, _NAT_CHAIN):
             raise DemoFailure(f"{command} did not delete the rule")
-        title = "MASQUERADE deleted: reconcile"
-        result = await self._measure(3, "repair-deleted-rule", title, self.controller.reconcile)
-        result.details = {
-            "tampered:": [command],
-            "before the reconcile:": gone,
-            "after:": await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN),
-        }
-        self.reporter.step(result)
-        await self._verify("after repairing the deleted rule")
+        await self._repair(3, "repair-deleted-rule", "MASQUERADE deleted", command, gone, "the deleted rule")
 
     async def step_flush_chain(self) -> None:
         """4: flush KILO-NAT by hand; reconcile refills it."""
@@ -515,15 +507,23 @@ class Demo:
         flushed = await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN)
         if parse_listing(flushed, _NAT_CHAIN):
             raise DemoFailure(f"{command} left rules in {_NAT_CHAIN}")
-        title = f"{_NAT_CHAIN} flushed: reconcile"
-        result = await self._measure(4, "repair-flushed-chain", title, self.controller.reconcile)
+        await self._repair(
+            4, "repair-flushed-chain", f"{_NAT_CHAIN} flushed", command, flushed, "the flushed chain"
+        )
+
+    async def _repair(
+        self, number: int, name: str, what: str, command: str, before: list[str], repaired: str
+    ) -> None:
+        """A reconcile after the tampering ``command``, reported with the
+        chain as it read before and after, then the whole rule set checked."""
+        result = await self._measure(number, name, f"{what}: reconcile", self.controller.reconcile)
         result.details = {
             "tampered:": [command],
-            "before the reconcile:": flushed,
+            "before the reconcile:": before,
             "after:": await self._listing(Protocol.IPV4, "nat", _NAT_CHAIN),
         }
         self.reporter.step(result)
-        await self._verify("after repairing the flushed chain")
+        await self._verify(f"after repairing {repaired}")
 
     async def step_cleanup(self) -> None:
         """5: cleanup() removes every rule and chain; iptables-save shows no trace."""
