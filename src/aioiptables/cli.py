@@ -583,10 +583,10 @@ class CheckResult:
 
 def _printed_line(listing: ChainListing, rule: Rule) -> str | None:
     """The line iptables printed for ``rule``, or None if the chain does not hold it."""
-    key = rule_key(rule.spec, rule.proto)
-    if key not in listing.keys:
+    try:
+        index = listing.keys.index(rule_key(rule.spec, rule.proto))
+    except ValueError:
         return None
-    index = listing.keys.index(key)
     if len(listing.records) == len(listing.specs):
         return listing.records[index]  # as printed (a rule printed on several lines is one record)
     return f"-A {rule.chain} {join_tokens(listing.specs[index])}"  # pragma: no cover - defensive

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
-from typing import TypeGuard
+from typing import NamedTuple, TypeGuard
 
 import anyio
 from anyio.lowlevel import RunVar
@@ -57,6 +57,17 @@ from .runner import ProcessRunner
 __all__ = ["Controller", "ipv6_enabled"]
 
 _ERROR_BUFFER = 64
+
+
+class _Facts(NamedTuple):
+    """What a reconcile needs to know of a rule set itself."""
+
+    desired: RuleSet
+    in_use: frozenset[ChainKey]  # the chains its rules live in or jump to
+    to_read: frozenset[ChainKey]  # the chains a reconcile reads
+    needs: tuple[tuple[Rule, tuple[Release, str]], ...]  # rules some releases write otherwise
+
+
 # Each client's argument name, for repr().
 _ARG = {Protocol.IPV4: "v4", Protocol.IPV6: "v6"}
 # Where leftovers of an earlier run are looked for.
@@ -228,8 +239,7 @@ class Controller:
         # Everything a reconcile's plan depends on, as it was when a reconcile
         # found nothing to change and changed nothing (see _fingerprint).
         self._settled: tuple[object, ...] | None = None
-        self._chains_made: tuple[RuleSet, frozenset[ChainKey], frozenset[ChainKey]] | None = None
-        self._needs_made: tuple[RuleSet, list[tuple[Rule, tuple[Release, str]]]] | None = None
+        self._facts: _Facts | None = None  # of the rule set last reconciled
         # Each table's size when last saved: what the next read will cost.
         self._sizes: dict[tuple[Protocol, str], TableSize] = {}
         self.logger = logger or logging.getLogger("aioiptables")
@@ -610,18 +620,25 @@ class Controller:
         self._tell_stats(started, calls_before, plans)
         self._report(refused)
 
-    def _chains_of(self, desired: RuleSet) -> tuple[frozenset[ChainKey], frozenset[ChainKey]]:
-        """The chains the rule set uses and the chains it reads (worked out
+    def _facts_of(self, desired: RuleSet) -> _Facts:
+        """What a reconcile needs to know of the rule set itself (worked out
         once per rule set: a steady-state reconcile has no time for a pass
         over every rule)."""
-        made = self._chains_made
-        if made is None or made[0] is not desired:
-            made = self._chains_made = (
+        facts = self._facts
+        if facts is None or facts.desired is not desired:
+            rules = (item for item in desired if isinstance(item, Rule))
+            facts = self._facts = _Facts(
                 desired,
                 frozenset(chains_in_use(desired)),
                 frozenset(chains_to_read(desired)),
+                tuple((rule, need) for rule in rules if (need := release_needed(rule)) is not None),
             )
-        return made[1], made[2]
+        return facts
+
+    def _chains_of(self, desired: RuleSet) -> tuple[frozenset[ChainKey], frozenset[ChainKey]]:
+        """The chains the rule set uses and the chains it reads."""
+        facts = self._facts_of(desired)
+        return facts.in_use, facts.to_read
 
     def _fingerprint(self, desired: RuleSet, observed: dict[ChainKey, ChainListing]) -> tuple[object, ...]:
         """Every input of a reconcile once its chains are read: a reconcile
@@ -716,8 +733,8 @@ class Controller:
         own_chains -= set(stuck)
         if self.owner is not None:
             desired = _unmark_foreign(desired, observed, own_chains, marker_spec(self.owner))
-        made = self._chains_made
-        in_use = made[1] if made is not None and made[0] is desired else None
+        facts = self._facts
+        in_use = facts.in_use if facts is not None and facts.desired is desired else None
         return plan(
             desired, observed, retired, key=self._key, ours=ours, own_chains=own_chains, in_use=in_use
         )
@@ -740,13 +757,8 @@ class Controller:
         before any write, as iptables refuses a rule. Asks a client its
         version only when the rule set holds such a rule (free once a save
         has named it)."""
-        made = self._needs_made
-        if made is None or made[0] is not desired:
-            rules = (item for item in desired if isinstance(item, Rule))
-            needs = [(rule, need) for rule in rules if (need := release_needed(rule)) is not None]
-            made = self._needs_made = (desired, needs)
         refused: dict[Rule, str] = {}
-        for rule, (release, what) in made[1]:
+        for rule, (release, what) in self._facts_of(desired).needs:
             version = await self._clients[rule.proto].version()
             if version < release:
                 release_text = ".".join(map(str, release))

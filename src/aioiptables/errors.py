@@ -193,10 +193,11 @@ class IPTablesError(Exception):
 
         Those versions print it for a chain that does not exist, and for one
         holding rules made by ``nft``; a build that took 1.8.11's fix (Ubuntu
-        24.04's 1.8.10) prints it only for the latter. Before declaring such
-        a chain (``:X - [0:0]`` flushes a chain that exists), look at the
-        whole table: listing its chains fails with :attr:`is_incompatible`
-        when any of them holds rules made by ``nft``.
+        24.04's 1.8.10) prints it only for the latter. So never declare such
+        a chain (``:X - [0:0]`` flushes a chain that exists): create it with
+        ``-N X``, which iptables refuses for a chain that exists, as the
+        controller does. Listing the whole table also tells: it fails with
+        :attr:`is_incompatible` when any chain holds rules made by ``nft``.
         """
         if self.exit_status in (0, RESOURCE_EXIT_STATUS) or _TABLE_INCOMPATIBLE.search(self.stderr):
             return False

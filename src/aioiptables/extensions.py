@@ -785,8 +785,7 @@ def _check_flags(values: Values, proto: Protocol, negated: bool = False) -> None
         )
 
 
-def _check_flags_negated(values: Values, proto: Protocol) -> None:
-    _check_flags(values, proto, negated=True)
+_check_flags_negated: Checker = functools.partial(_check_flags, negated=True)
 
 
 def _finish_udp(options: Options, proto: Protocol) -> None:
@@ -1079,6 +1078,7 @@ _HASHLIMIT_MAX_BURST = 1000000  # XT_HASHLIMIT_BURST_MAX
 _BYTE_RATE = re.compile(r"(\d+)([km]?)b/s", re.ASCII)
 # libxt_hashlimit's units of bytes, largest first.
 _BYTE_UNITS = (("m", 1 << 20), ("k", 1 << 10), ("", 1))
+_BYTE_UNIT_SIZE = dict(_BYTE_UNITS)
 
 
 def _hashlimit_burst(values: Values, proto: Protocol) -> Values:
@@ -1091,7 +1091,7 @@ def _hashlimit_burst(values: Values, proto: Protocol) -> Values:
     number, unit = read
     if not unit and number > _HASHLIMIT_MAX_BURST:
         raise Unsupported(values[0])  # iptables refuses it
-    return (str(number * {"k": 1 << 10, "m": 1 << 20}.get(unit[:1], 1)),)
+    return (str(number * _BYTE_UNIT_SIZE.get(unit[:1], 1)),)  # "b" alone: bytes
 
 
 def _bytes_to_cost(number: int) -> int:
@@ -1111,7 +1111,7 @@ def _byte_rate(value: str) -> int:
     match = _BYTE_RATE.fullmatch(value)
     if match is None or int(match[1]) == 0:
         raise Unsupported(value)
-    number = int(match[1]) * dict(_BYTE_UNITS)[match[2]]
+    number = int(match[1]) * _BYTE_UNIT_SIZE[match[2]]
     if number >> 4 >= _U32:
         raise Unsupported(value)  # libxt_hashlimit's 32-bit arithmetic would wrap
     return _bytes_to_cost(number)
@@ -1832,10 +1832,6 @@ def _policy_protocol(values: Values, proto: Protocol) -> Values:
     return (_etc_protocols()[1].get(number, str(number)),)
 
 
-def _spi(values: Values, proto: Protocol) -> Values:
-    return (f"{_c_uint(values[0]):#x}",)
-
-
 def _finish_policy(options: Options, proto: Protocol) -> None:
     # One policy element only: with --next the options repeat, which these
     # options cannot hold.
@@ -1982,6 +1978,9 @@ def _check_ctproto(values: Values, proto: Protocol) -> None:
 
 
 _tcp_ports, _gai_checked = _check_ports(False), _check_ports(True)
+_tcp_port_names = _ports_for("tcp")
+_tcp_every_port_negated = _every_port_negated(_tcp_port_names)
+_udp_every_port_negated = _every_port_negated(_gai_ports)
 
 
 _DOTTED = re.compile(r"\d+(?:\.\d+){1,3}")
@@ -2068,16 +2067,16 @@ _MATCH_LIST = [
             Option(
                 "--sport",
                 ("--source-port",),
-                normalize=_ports_for("tcp"),
+                normalize=_tcp_port_names,
                 check=_tcp_ports,
-                check_negated=_every_port_negated(_ports_for("tcp")),
+                check_negated=_tcp_every_port_negated,
             ),
             Option(
                 "--dport",
                 ("--destination-port",),
-                normalize=_ports_for("tcp"),
+                normalize=_tcp_port_names,
                 check=_tcp_ports,
-                check_negated=_every_port_negated(_ports_for("tcp")),
+                check_negated=_tcp_every_port_negated,
             ),
             Option("--tcp-option", normalize=_u8),
             Option(
@@ -2100,14 +2099,14 @@ _MATCH_LIST = [
                 ("--source-port",),
                 normalize=_gai_ports,
                 check=_gai_checked,
-                check_negated=_every_port_negated(_gai_ports),
+                check_negated=_udp_every_port_negated,
             ),
             Option(
                 "--dport",
                 ("--destination-port",),
                 normalize=_gai_ports,
                 check=_gai_checked,
-                check_negated=_every_port_negated(_gai_ports),
+                check_negated=_udp_every_port_negated,
             ),
         ),
         finish=_finish_udp,
@@ -2331,7 +2330,7 @@ _MATCH_LIST = [
             Option("--pol", normalize=_one_of("none", "ipsec")),
             Option("--strict", nargs=0),
             Option("--reqid", normalize=_u32),
-            Option("--spi", normalize=_spi),
+            Option("--spi", normalize=_hex),
             Option("--proto", normalize=_policy_protocol),
             Option("--mode", normalize=_one_of("transport", "tunnel")),
             Option("--tunnel-dst", normalize=_one(_host_mask)),

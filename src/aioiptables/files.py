@@ -264,12 +264,17 @@ class _TomlLines:
 
     def __init__(self, text: str) -> None:
         self.lines = text.split("\n")
+        self._headers: dict[str, list[int]] = {}
 
     def entry(self, section: str, index: int) -> int:
         """The line of the ``index``-th (from 1) ``[[section]]`` header; for
         entries written as an inline array, the line of the array's key."""
-        header = re.compile(rf"^\s*\[\[\s*{re.escape(section)}\s*\]\]")
-        headers = [n for n, line in enumerate(self.lines, 1) if header.match(line)]
+        headers = self._headers.get(section)
+        if headers is None:  # once per section: a file of many entries asks for each
+            header = re.compile(rf"^\s*\[\[\s*{re.escape(section)}\s*\]\]")
+            headers = self._headers[section] = [
+                n for n, line in enumerate(self.lines, 1) if header.match(line)
+            ]
         return headers[index - 1] if index <= len(headers) else self.key(0, section)
 
     def key(self, start: int, key: str) -> int:

@@ -24,9 +24,7 @@ __all__ = ["RuleText", "read_rule", "PROGRAMS"]
 
 #: The programs a rule may start with, and the protocol each one speaks.
 PROGRAMS: dict[str, Protocol] = {
-    f"{family}{flavour}": proto
-    for family, proto in (("iptables", Protocol.IPV4), ("ip6tables", Protocol.IPV6))
-    for flavour in ("", "-nft", "-legacy")
+    f"{proto.command}{flavour}": proto for proto in Protocol for flavour in ("", "-nft", "-legacy")
 }
 
 _RULE_COMMANDS = {
